@@ -98,7 +98,9 @@ class FaceEngine:
             detector = self._local.hog = dlib.get_frontal_face_detector()
         return detector
 
-    def detect_rgb(self, rgb: np.ndarray, *, scale: float = 1.0, upsample: int = 0) -> Faces:
+    def detect_rgb(
+        self, rgb: np.ndarray, *, scale: float = 1.0, upsample: int = 0, threshold: float | None = None
+    ) -> Faces:
         """HOG-detect faces in an RGB image that is ``scale`` times the full frame's size.
 
         Args:
@@ -107,8 +109,10 @@ class FaceEngine:
                 so they come back in full-frame pixels.
             upsample: dlib pyramid upsampling; each step finds faces half as large at
                 about 4x the cost.
+            threshold: overrides the engine's threshold for this call.
         """
-        rects, scores, _ = self._hog().run(np.ascontiguousarray(rgb), upsample, self.threshold)
+        adjust = self.threshold if threshold is None else threshold
+        rects, scores, _ = self._hog().run(np.ascontiguousarray(rgb), upsample, adjust)
         return Faces(_rects_to_xyxy(rects, scale), np.asarray(scores, np.float32))
 
     def detect(self, image_bgr: np.ndarray, *, upsample: int = 0) -> Faces:

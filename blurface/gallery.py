@@ -1,0 +1,260 @@
+"""Reference people: build from photos or folders, save and load as ``.npz``, measure distances.
+
+A gallery holds face embeddings, which are biometric data. blurface stores them
+only where the user asks (``blurface enroll ... -o FILE.npz``), never logs them,
+and makes no network access.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .faces import FaceEngine, distances
+from .types import EMBEDDING_DIM, Faces, GalleryError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+GALLERY_VERSION = 1
+# A face narrower than this gives an embedding too noisy to match on.
+MIN_REFERENCE_FACE_PX = 40
+# Large photos are shrunk before detection: faces in them are big, and HOG's cost grows with pixels.
+_DETECT_MAX_SIDE = 1200
+# Jittered copies averaged per reference face: 5x the cost of one embedding, paid once per photo.
+_REFERENCE_JITTERS = 5
+# Sanity bounds for loaded files, so a hostile .npz cannot make us allocate without limit.
+_MAX_PEOPLE = 1000
+_MAX_EMBEDDINGS = 100_000
+
+
+@dataclass
+class Person:
+    """One reference person.
+
+    Attributes:
+        name: label used in plans and reports (file or folder stem by default).
+        embeddings: ``(m, 128)`` float32, one per reference photo.
+        sources: the photo (or gallery) each embedding came from.
+    """
+
+    name: str
+    embeddings: np.ndarray
+    sources: list[str]
+
+
+class Gallery:
+    """An ordered set of :class:`Person`; distances are the minimum over a person's photos."""
+
+    def __init__(self, people: list[Person] | None = None) -> None:
+        self.people: list[Person] = list(people or [])
+
+    def __len__(self) -> int:
+        return len(self.people)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.people]
+
+    def extend(self, other: Gallery) -> None:
+        self.people.extend(other.people)
+
+    def distances(self, embeddings: np.ndarray) -> np.ndarray:
+        """Distance of each embedding to each person.
+
+        Args:
+            embeddings: ``(n, 128)`` float32.
+
+        Returns:
+            ``(n, P)`` float32: for each embedding, the minimum distance over each person's photos.
+        """
+        embeddings = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
+        out = np.full((len(embeddings), len(self.people)), np.inf, np.float32)
+        for j, person in enumerate(self.people):
+            if len(embeddings) and len(person.embeddings):
+                out[:, j] = distances(embeddings, person.embeddings).min(axis=1)
+        return out
+
+    # ----- building -------------------------------------------------------------------------
+
+    @classmethod
+    def from_paths(
+        cls, paths: list[str | os.PathLike], engine: FaceEngine, *, strict: bool = False
+    ) -> Gallery:
+        """One person per path: a photo, a folder of photos, or a saved ``.npz`` gallery.
+
+        Several photos of one person (a folder) match better than one: each adds a
+        pose or lighting the video may show.
+
+        Raises:
+            GalleryError: missing or unreadable file, a photo with no face, an empty
+                folder, a bad ``.npz``, or (``strict``) a photo with several faces.
+        """
+        gallery = cls()
+        for path in paths:
+            path = Path(path)
+            if path.suffix.lower() == ".npz":
+                gallery.extend(cls.load(path))
+            else:
+                gallery.people.append(person_from_photos(path, engine, strict=strict))
+        return gallery
+
+    # ----- persistence -------------------------------------------------------------------
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a plain numeric ``.npz`` (no pickle): names, embeddings, and which person each row is."""
+        if not self.people:
+            raise GalleryError("cannot save an empty gallery: give at least one photo with a face")
+        embeddings = np.concatenate([p.embeddings for p in self.people]).astype(np.float32)
+        person = np.concatenate([np.full(len(p.embeddings), i, np.int32) for i, p in enumerate(self.people)])
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
+        try:
+            np.savez(
+                tmp,
+                version=np.int32(GALLERY_VERSION),
+                names=np.array(self.names, dtype=np.str_),
+                embeddings=embeddings,
+                person=person,
+            )
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise GalleryError(f"cannot write gallery {str(path)!r}: {e.strerror or e}") from e
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Gallery:
+        """Load and validate a gallery written by :meth:`save`.
+
+        Raises:
+            GalleryError: missing, not an npz, pickled objects, wrong keys, shapes or dtypes.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise GalleryError(f"gallery {str(path)!r} does not exist")
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in ("version", "names", "embeddings", "person") if k in data.files}
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+            raise GalleryError(f"gallery {str(path)!r} is not a blurface .npz gallery ({e})") from e
+        missing = {"version", "names", "embeddings", "person"} - set(arrays)
+        if missing:
+            raise GalleryError(f"gallery {str(path)!r} lacks {sorted(missing)}: make it with 'blurface enroll'")
+        names, emb, person = arrays["names"], arrays["embeddings"], arrays["person"]
+        if int(arrays["version"]) != GALLERY_VERSION:
+            raise GalleryError(f"gallery {str(path)!r} has version {int(arrays['version'])}, expected {GALLERY_VERSION}")
+        if names.dtype.kind != "U" or names.ndim != 1 or not 0 < len(names) <= _MAX_PEOPLE:
+            raise GalleryError(f"gallery {str(path)!r}: 'names' must be 1..{_MAX_PEOPLE} strings")
+        if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or not 0 < len(emb) <= _MAX_EMBEDDINGS:
+            raise GalleryError(
+                f"gallery {str(path)!r}: 'embeddings' must be float32 (n, {EMBEDDING_DIM}), got {emb.dtype} {emb.shape}"
+            )
+        if not np.isfinite(emb).all():
+            raise GalleryError(f"gallery {str(path)!r}: 'embeddings' holds NaN or infinite values")
+        if person.dtype.kind not in "iu" or person.shape != (len(emb),) or person.min() < 0 or person.max() >= len(names):
+            raise GalleryError(f"gallery {str(path)!r}: 'person' must index 'names' once per embedding")
+        people = []
+        for i, name in enumerate(names):
+            rows = emb[person == i]
+            if len(rows) == 0:
+                raise GalleryError(f"gallery {str(path)!r}: person {str(name)!r} has no embedding")
+            people.append(Person(str(name), rows.copy(), [str(path)] * len(rows)))
+        return cls(people)
+
+
+def _list_photos(path: Path) -> list[Path]:
+    if path.is_dir():
+        photos = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not photos:
+            raise GalleryError(
+                f"folder {str(path)!r} has no photos ({', '.join(sorted(IMAGE_SUFFIXES))}): add photos of the person"
+            )
+        return photos
+    if not path.exists():
+        raise GalleryError(f"reference photo {str(path)!r} does not exist")
+    return [path]
+
+
+def person_from_photos(path: str | os.PathLike, engine: FaceEngine, *, strict: bool = False) -> Person:
+    """Embed the face in a photo, or in each photo of a folder, as one person.
+
+    Raises:
+        GalleryError: see :meth:`Gallery.from_paths`.
+    """
+    path = Path(path)
+    embeddings = []
+    sources = []
+    for photo in _list_photos(path):
+        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        if image is None:
+            raise GalleryError(f"reference photo {str(photo)!r} cannot be read as an image (jpg, png, ...)")
+        box = _reference_face(image, photo, engine, strict=strict)
+        embeddings.append(engine.embed(image, box[None], jitters=_REFERENCE_JITTERS)[0])
+        sources.append(str(photo))
+    return Person(path.stem, np.stack(embeddings).astype(np.float32), sources)
+
+
+def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, strict: bool) -> np.ndarray:
+    faces = detect_reference_faces(image, engine)
+    if len(faces) == 0:
+        raise GalleryError(f"no face found in reference photo {str(photo)!r}: use a photo where the face is clearly visible")
+    order = np.argsort(-faces.width)
+    if len(faces) > 1:
+        if strict:
+            raise GalleryError(
+                f"reference photo {str(photo)!r} shows {len(faces)} faces: crop it to one person "
+                "(or drop --strict-reference to use the largest face)"
+            )
+        log.warning("reference photo %s shows %d faces; using the largest", photo, len(faces))
+    box = faces.xyxy[order[0]]
+    if box[2] - box[0] < MIN_REFERENCE_FACE_PX:
+        raise GalleryError(
+            f"the face in reference photo {str(photo)!r} is only {int(box[2] - box[0])} px wide: "
+            f"use a photo where it is at least {MIN_REFERENCE_FACE_PX} px"
+        )
+    return box
+
+
+def detect_reference_faces(image: np.ndarray, engine: FaceEngine) -> Faces:
+    """Faces in a still photo: HOG on a shrunk copy, then upsampled HOG, then the CNN detector."""
+    h, w = image.shape[:2]
+    scale = min(1.0, _DETECT_MAX_SIDE / max(h, w))
+    small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
+    # dlib's own threshold (0) first: the video setting (-0.2) also finds face-like
+    # patterns, which in a photo can be larger than the face (seen on the astronaut's suit).
+    for upsample in (0, 1):
+        faces = engine.detect_rgb(rgb, scale=scale, upsample=upsample, threshold=0.0)
+        if len(faces) == 1:
+            return faces
+        if len(faces) > 1:
+            # "Use the largest face" must not pick a face-like patch (seen on the astronaut's
+            # suit, larger than her face): keep the HOG faces the CNN also sees.
+            cnn = _cnn_faces(image, engine)
+            confirmed = [i for i, box in enumerate(faces.xyxy) if any(_iou(box, c) > 0.3 for c in cnn.xyxy)]
+            return faces[np.array(confirmed, np.int64)] if confirmed else faces
+    # Profiles and dim faces: the CNN finds what HOG cannot, at ~1 s per photo.
+    return _cnn_faces(image, engine)
+
+
+def _cnn_faces(image: np.ndarray, engine: FaceEngine) -> Faces:
+    h, w = image.shape[:2]
+    cnn_scale = min(1.0, 800 / max(h, w))
+    cnn_input = image if cnn_scale == 1.0 else cv2.resize(image, None, fx=cnn_scale, fy=cnn_scale)
+    faces = engine.detect_cnn(cnn_input, upsample=1)
+    faces.xyxy /= np.float32(cnn_scale)
+    return faces
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0

@@ -1,0 +1,329 @@
+"""The redaction plan: which box to mask on which frame, and why.
+
+The plan is the only thing the render step needs, so it can be saved, reviewed,
+edited (flip a track's ``masked``) and rendered again without detecting again.
+It is built from :class:`~blurface.types.Track` objects whose identity was
+decided here from all of each track's evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .types import (
+    SOURCE_NAMES,
+    InputError,
+    Mode,
+    Track,
+    VideoInfo,
+)
+
+PLAN_FORMAT = "blurface-plan"
+PLAN_VERSION = 1
+# The dlib ResNet model's own operating point: pairs closer than 0.6 are the same person
+# about 99.4% of the time on LFW.
+DEFAULT_TOLERANCE = 0.6
+# Tracks this much beyond the tolerance are "unsure": dim, turned or small faces of the
+# target land here (measured: 0.57-0.72 for Obama in the hamilton audience shot).
+DEFAULT_UNSURE_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """How tracks become masked or not.
+
+    Attributes:
+        mode: ``target`` masks the target people, ``keep`` masks everyone but the kept
+            people, ``all`` masks every face.
+        people: the gallery names the mode refers to (targets or kept people).
+        tolerance: distance at or below which a track is that person. Lower is stricter.
+        unsure_margin: tracks within ``tolerance + unsure_margin`` are "unsure". In
+            ``target`` mode they are masked unless ``mask_unsure`` is false; in ``keep``
+            mode they are always masked.
+        mask_unsure: see ``unsure_margin``.
+    """
+
+    mode: Mode
+    people: tuple[str, ...] = ()
+    tolerance: float = DEFAULT_TOLERANCE
+    unsure_margin: float = DEFAULT_UNSURE_MARGIN
+    mask_unsure: bool = True
+
+
+def track_distance(crop_distances: np.ndarray) -> float:
+    """One distance for a track from its crops' distances to one person.
+
+    The mean of the best half (at least one, at most three) of the crops: one lucky
+    crop cannot decide alone once there are several, and a few bad crops (blur,
+    profile) cannot hide a good match.
+    """
+    d = np.sort(np.asarray(crop_distances, np.float64).reshape(-1))
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return math.inf
+    k = min(3, max(1, len(d) // 2))
+    return float(d[:k].mean())
+
+
+def decide(track: Track, crop_distances: np.ndarray, names: list[str], settings: DecisionSettings) -> Track:
+    """Set ``identity``, ``distance``, ``decision``, ``masked`` and ``reason`` of ``track``.
+
+    Args:
+        track: a finished track.
+        crop_distances: ``(m, P)`` distances of the track's ``m`` embeddings to the
+            ``P`` gallery people named by ``names``.
+        names: gallery people, in column order.
+        settings: the mode and thresholds.
+
+    Returns:
+        ``track``, changed in place.
+    """
+    if settings.mode == "all":
+        track.decision, track.masked, track.reason = "all", True, "--all: every face is masked"
+        return track
+    crop_distances = np.asarray(crop_distances, np.float32).reshape(len(track.embeddings), len(names))
+    per_person = [track_distance(crop_distances[:, j]) for j in range(len(names))]
+    relevant = [j for j, n in enumerate(names) if n in settings.people]
+    if not relevant or len(crop_distances) == 0:
+        track.identity, track.distance = None, None
+        if settings.mode == "target":
+            # No evidence either way: a privacy tool masks rather than guesses.
+            track.decision, track.masked = "unsure", settings.mask_unsure
+            track.reason = "no usable face crop to compare; masked as unsure" if settings.mask_unsure else (
+                "no usable face crop to compare; left as --unsure keep asks")
+        else:
+            track.decision, track.masked, track.reason = "unsure", True, "no usable face crop; masked (--keep masks unsure faces)"
+        return track
+    best = min(relevant, key=lambda j: per_person[j])
+    d = per_person[best]
+    track.identity, track.distance = names[best], round(d, 4)
+    limit, unsure_limit = settings.tolerance, settings.tolerance + settings.unsure_margin
+    n = len(crop_distances)
+    evidence = f"{n} crop{'s' if n != 1 else ''}, distance {d:.3f}"
+    if settings.mode == "target":
+        if d <= limit:
+            track.decision, track.masked = "target", True
+            track.reason = f"matches target {names[best]} ({evidence} <= tolerance {limit:.2f})"
+        elif d <= unsure_limit:
+            track.decision, track.masked = "unsure", settings.mask_unsure
+            track.reason = (
+                f"unsure: close to target {names[best]} ({evidence}, within {unsure_limit:.2f}); "
+                + ("masked to be safe" if settings.mask_unsure else "left unmasked by --unsure keep")
+            )
+        else:
+            track.decision, track.masked = "other", False
+            track.reason = f"not a target (nearest {names[best]}: {evidence} > {unsure_limit:.2f})"
+    else:
+        if d <= limit:
+            track.decision, track.masked = "keep", False
+            track.reason = f"kept person {names[best]} ({evidence} <= tolerance {limit:.2f})"
+        elif d <= unsure_limit:
+            track.decision, track.masked = "unsure", True
+            track.reason = f"unsure: near kept person {names[best]} ({evidence}); --keep masks unsure faces"
+        else:
+            track.decision, track.masked = "other", True
+            track.reason = f"not a kept person (nearest {names[best]}: {evidence}); masked"
+    return track
+
+
+@dataclass
+class Plan:
+    """Every track of one video with its decision, and the frame times.
+
+    Attributes:
+        video: the analysed input.
+        mode: ``target``, ``keep`` or ``all``.
+        settings: the analysis and decision settings, for the record.
+        tracks: all tracks, masked or not.
+        times: ``(frame_count,)`` float64 presentation time of each frame in seconds.
+    """
+
+    video: VideoInfo
+    mode: Mode
+    settings: dict
+    tracks: list[Track]
+    times: np.ndarray
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.times)
+
+    @property
+    def masked_tracks(self) -> list[Track]:
+        return [t for t in self.tracks if t.masked]
+
+    def override(self, track_id: int, *, masked: bool, reason: str = "reviewer override") -> None:
+        """Flip one track's decision (a reviewer's correction); raises ``KeyError`` if absent."""
+        for track in self.tracks:
+            if track.id == track_id:
+                track.masked, track.reason = masked, reason
+                return
+        raise KeyError(f"plan has no track {track_id}")
+
+    def iter_masks(self) -> Iterator[np.ndarray]:
+        """Yield, for every frame in order, the ``(n, 4)`` float32 boxes to mask.
+
+        Sweeps tracks sorted by first frame, holding only the live ones.
+        """
+        tracks = sorted(self.masked_tracks, key=lambda t: t.first)
+        live: list[Track] = []
+        nxt = 0
+        empty = np.zeros((0, 4), np.float32)
+        for i in range(self.frame_count):
+            while nxt < len(tracks) and tracks[nxt].first <= i:
+                live.append(tracks[nxt])
+                nxt += 1
+            live = [t for t in live if t.last >= i]
+            boxes = []
+            for t in live:
+                # Tracks we build have no holes, but an edited plan may: look the row up.
+                row = int(np.searchsorted(t.frames, i))
+                if row < len(t.frames) and t.frames[row] == i:
+                    boxes.append(t.xyxy[row])
+            yield np.stack(boxes) if boxes else empty
+
+    def masked_frame_count(self) -> int:
+        covered = np.zeros(self.frame_count, bool)
+        for t in self.masked_tracks:
+            covered[t.frames[(t.frames >= 0) & (t.frames < self.frame_count)]] = True
+        return int(covered.sum())
+
+    # ----- JSON ---------------------------------------------------------------------------
+
+    def to_json(self) -> dict:
+        """The plan as JSON-ready data: tracks, then every frame that has a face."""
+        by_frame: dict[int, list[dict]] = {}
+        for t in self.tracks:
+            for row, frame in enumerate(t.frames):
+                by_frame.setdefault(int(frame), []).append(
+                    {
+                        "box": [round(float(v), 1) for v in t.xyxy[row]],
+                        "track": t.id,
+                        "masked": t.masked,
+                        "identity": t.identity,
+                        "distance": t.distance,
+                        "source": SOURCE_NAMES[int(t.source[row])],
+                        "why": t.reason,
+                    }
+                )
+        return {
+            "format": PLAN_FORMAT,
+            "version": PLAN_VERSION,
+            "video": self.video.to_dict(),
+            "mode": self.mode,
+            "settings": self.settings,
+            "frame_count": self.frame_count,
+            "warnings": self.warnings,
+            "tracks": [
+                {
+                    "id": t.id,
+                    "first": t.first,
+                    "last": t.last,
+                    "detected_frames": t.detected_count,
+                    "identity": t.identity,
+                    "distance": t.distance,
+                    "decision": t.decision,
+                    "masked": t.masked,
+                    "reason": t.reason,
+                    "embedding_frames": [int(f) for f in t.embedding_frames],
+                }
+                for t in self.tracks
+            ],
+            "frames": [
+                {"index": i, "time": round(float(self.times[i]), 6), "boxes": by_frame[i]}
+                for i in sorted(by_frame)
+                if 0 <= i < self.frame_count
+            ],
+            "times": [round(float(x), 6) for x in self.times],
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the plan as JSON (embeddings are never written: they are biometric data)."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.to_json(), f, indent=1)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise InputError(f"cannot write plan {str(path)!r}: {e.strerror or e}") from e
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Plan:
+        """Read a plan written by :meth:`save`, possibly edited by a reviewer.
+
+        A track's ``masked`` in the ``tracks`` list is what counts: flip it to override.
+
+        Raises:
+            InputError: unreadable, not a plan, or inconsistent values.
+        """
+        path = Path(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"cannot read plan {str(path)!r}: {e}") from e
+        try:
+            return cls._from_json(data)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise InputError(f"plan {str(path)!r} is not a valid blurface plan: {e!r}") from e
+
+    @classmethod
+    def _from_json(cls, data: dict) -> Plan:
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+            raise ValueError(f"'format' must be {PLAN_FORMAT!r}")
+        if data.get("version") != PLAN_VERSION:
+            raise ValueError(f"version must be {PLAN_VERSION}, got {data.get('version')!r}")
+        mode = data["mode"]
+        if mode not in ("target", "keep", "all"):
+            raise ValueError(f"unknown mode {mode!r}")
+        times = np.asarray(data["times"], np.float64)
+        if times.ndim != 1 or len(times) != int(data["frame_count"]):
+            raise ValueError("'times' must list one time per frame")
+        rows: dict[int, list[tuple[int, list[float], str]]] = {}
+        for frame in data["frames"]:
+            index = int(frame["index"])
+            if not 0 <= index < len(times):
+                raise ValueError(f"frame index {index} outside 0..{len(times) - 1}")
+            for box in frame["boxes"]:
+                xyxy = [float(v) for v in box["box"]]
+                if len(xyxy) != 4 or not all(math.isfinite(v) for v in xyxy):
+                    raise ValueError(f"bad box {box['box']!r} on frame {index}")
+                rows.setdefault(int(box["track"]), []).append((index, xyxy, str(box.get("source", "detected"))))
+        source_codes = {name: code for code, name in SOURCE_NAMES.items()}
+        tracks = []
+        for spec in data["tracks"]:
+            tid = int(spec["id"])
+            entries = sorted(rows.get(tid, []))
+            if not entries:
+                raise ValueError(f"track {tid} has no boxes in 'frames'")
+            tracks.append(
+                Track(
+                    id=tid,
+                    frames=[e[0] for e in entries],
+                    xyxy=[e[1] for e in entries],
+                    source=[source_codes.get(e[2], 0) for e in entries],
+                    identity=spec.get("identity"),
+                    distance=None if spec.get("distance") is None else float(spec["distance"]),
+                    decision=spec.get("decision", "other"),
+                    masked=bool(spec["masked"]),
+                    reason=str(spec.get("reason", "")),
+                )
+            )
+        return cls(
+            video=VideoInfo.from_dict(data["video"]),
+            mode=mode,
+            settings=dict(data.get("settings", {})),
+            tracks=tracks,
+            times=times,
+            warnings=[str(w) for w in data.get("warnings", [])],
+        )

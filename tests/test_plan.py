@@ -1,0 +1,127 @@
+"""Per-track identity decisions and the plan's JSON round trip."""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from blurface.plan import DecisionSettings, Plan, decide, track_distance
+from blurface.types import SOURCE_DETECTED, SOURCE_INTERPOLATED, InputError, Track, VideoInfo
+
+
+def make_track(tid: int, first: int, n: int, *, crops: int = 3) -> Track:
+    frames = np.arange(first, first + n)
+    xyxy = np.stack([frames * 2.0, frames * 0 + 10, frames * 2.0 + 50, frames * 0 + 60], 1)
+    source = np.where(np.arange(n) % 3 == 0, SOURCE_DETECTED, SOURCE_INTERPOLATED)
+    rng = np.random.default_rng(tid)
+    return Track(tid, frames, xyxy, source, rng.normal(size=(crops, 128)), frames[:crops])
+
+
+def video_info(frames: int = 100) -> VideoInfo:
+    return VideoInfo("in.mp4", "mp4", 640, 360, 0, Fraction(30000, 1001), Fraction(1, 30000), 0.852, 3.3,
+                     frames, "h264", "yuv420p", None)
+
+
+@pytest.mark.parametrize(
+    "mode, dists, mask_unsure, decision, masked",
+    [
+        ("target", [0.45, 0.5, 0.7], True, "target", True),
+        ("target", [0.64, 0.66, 0.9], True, "unsure", True),
+        ("target", [0.64, 0.66, 0.9], False, "unsure", False),
+        ("target", [0.75, 0.8, 0.9], True, "other", False),
+        ("keep", [0.45, 0.5, 0.7], True, "keep", False),
+        ("keep", [0.64, 0.66, 0.9], False, "unsure", True),  # --keep always masks unsure faces
+        ("keep", [0.8, 0.9, 0.9], True, "other", True),
+        ("all", [0.1, 0.1, 0.1], True, "all", True),
+    ],
+)
+def test_decide(mode, dists, mask_unsure, decision, masked) -> None:
+    track = make_track(1, 0, 10)
+    settings = DecisionSettings(mode=mode, people=("alice",), mask_unsure=mask_unsure)
+    decide(track, np.array(dists, np.float32)[:, None], ["alice"], settings)
+    assert (track.decision, track.masked) == (decision, masked)
+    assert track.reason
+
+
+def test_track_distance_uses_best_half_not_one_fluke() -> None:
+    # One lucky crop among many bad ones does not make a match on its own ...
+    assert track_distance(np.array([0.5, 0.8, 0.8, 0.8, 0.8, 0.8])) > 0.6
+    # ... but a few bad crops cannot hide several good ones.
+    assert track_distance(np.array([0.5, 0.52, 0.55, 0.9, 0.95, 1.0])) < 0.6
+    assert track_distance(np.array([])) == float("inf")
+
+
+def test_only_named_people_count_in_target_mode() -> None:
+    track = make_track(1, 0, 10)
+    settings = DecisionSettings(mode="target", people=("alice",))
+    decide(track, np.array([[0.9, 0.3]] * 3, np.float32), ["alice", "bob"], settings)
+    assert track.identity == "alice" and not track.masked
+
+
+def test_no_crops_means_unsure_and_masked() -> None:
+    track = make_track(1, 0, 10, crops=0)
+    decide(track, np.zeros((0, 1)), ["alice"], DecisionSettings(mode="target", people=("alice",)))
+    assert track.decision == "unsure" and track.masked
+
+
+def make_plan() -> Plan:
+    a, b = make_track(1, 0, 30), make_track(2, 20, 40)
+    a.masked, a.reason, a.decision, a.identity, a.distance = True, "matches", "target", "alice", 0.41
+    b.masked, b.reason = False, "other"
+    return Plan(video_info(), "target", {"x": 1}, [a, b], np.arange(100) / 29.97 + 0.852)
+
+
+def test_iter_masks_gives_only_masked_boxes_on_their_frames() -> None:
+    plan = make_plan()
+    masks = list(plan.iter_masks())
+    assert len(masks) == 100
+    assert [len(m) for m in masks[:30]] == [1] * 30 and all(len(m) == 0 for m in masks[30:])
+    assert np.allclose(masks[7][0], plan.tracks[0].xyxy[7])
+    assert plan.masked_frame_count() == 30
+
+
+def test_json_round_trip_and_override(tmp_path) -> None:
+    plan = make_plan()
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    data = json.loads(path.read_text())
+    frame25 = next(f for f in data["frames"] if f["index"] == 25)
+    assert {b["track"] for b in frame25["boxes"]} == {1, 2}
+    assert next(b for b in frame25["boxes"] if b["track"] == 1)["why"] == "matches"
+    assert "\"embeddings\"" not in path.read_text()  # biometric data never leaves memory
+    # A reviewer flips track 2 on by editing the file.
+    data["tracks"][1]["masked"] = True
+    path.write_text(json.dumps(data))
+    loaded = Plan.load(path)
+    assert [t.masked for t in loaded.tracks] == [True, True]
+    assert np.allclose(loaded.tracks[0].xyxy, plan.tracks[0].xyxy, atol=0.06)
+    assert loaded.video == plan.video
+    assert loaded.masked_frame_count() == 60
+    loaded.override(1, masked=False)
+    assert loaded.masked_frame_count() == 40
+    with pytest.raises(KeyError):
+        loaded.override(99, masked=True)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["not json", "[]", json.dumps({"format": "other"}), json.dumps({"format": "blurface-plan", "version": 99})],
+)
+def test_bad_plan_files_raise_input_error(tmp_path, content: str) -> None:
+    path = tmp_path / "plan.json"
+    path.write_text(content)
+    with pytest.raises(InputError, match="plan"):
+        Plan.load(path)
+
+
+def test_plan_with_box_outside_video_is_rejected(tmp_path) -> None:
+    plan = make_plan()
+    data = plan.to_json()
+    data["frames"][0]["index"] = 1000
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match="outside"):
+        Plan.load(path)
