@@ -34,6 +34,12 @@ def make_target(path: Path) -> None:
     cv2.imwrite(str(path), cv2.flip(photo, 1), [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def head_and_shoulders() -> np.ndarray:
+    # Her face is ~88 px of this 380 px crop, so at 260-340 px it is 60-80 px wide:
+    # well above the default smallest face (1/9 of the frame height, 40 px here).
+    return astronaut_bgr()[0:380, 70:450]
+
+
 def frame_at(i: int, n: int, photo: np.ndarray) -> np.ndarray:
     t = i / max(1, n - 1)
     # A plain gradient background, so the only face is the astronaut's.
@@ -41,17 +47,17 @@ def frame_at(i: int, n: int, photo: np.ndarray) -> np.ndarray:
     y = np.linspace(0, 60, HEIGHT, dtype=np.float32)[:, None]
     canvas = np.empty((HEIGHT, WIDTH, 3), np.uint8)
     canvas[:] = (x[None, :] + y)[:, :, None].astype(np.uint8)
-    size = int(220 + 80 * t)
+    size = int(260 + 80 * t)
     scaled = cv2.resize(photo, (size, size), interpolation=cv2.INTER_AREA)
     left = int(20 + (WIDTH - size - 40) * t)
-    top = (HEIGHT - size) // 2
+    top = max(0, (HEIGHT - size) // 2)
     y1, y2 = max(0, top), min(HEIGHT, top + size)
     canvas[y1:y2, left : left + size] = scaled[y1 - top : y2 - top]
     return canvas
 
 
 def make_video(path: Path) -> None:
-    photo = astronaut_bgr()
+    photo = head_and_shoulders()
     n = FPS * SECONDS
     with av.open(str(path), "w", options={"movflags": "+faststart"}) as out:
         video = out.add_stream("libx264", rate=FPS)

@@ -1,0 +1,167 @@
+"""Speed and memory of blurface against a plain decode+encode of the same file, in one run.
+
+    python benchmarks/speed.py                 # 720p and 1080p synthetic clips with faces and audio
+    python benchmarks/speed.py --long          # also memory flatness: a 10-minute vs a 10-second clip
+    python benchmarks/speed.py --clip FILE --target PHOTO   # your own file
+
+Each method runs in its own process so peak RSS is its own. Printed per clip:
+fps, wall time as a ratio of the plain transcode (same encoder settings), peak RSS,
+the naive per-frame baseline's fps (on the first frames only: it is slow), and
+leak/collateral of the blurface output judged from pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+BASELINE_FRAMES = 60
+
+
+def _one(method: str, clip: str, out: str, target: str) -> dict:
+    """Run one method in this process and report seconds and frames (called in a child)."""
+    from blurface import media
+
+    info = media.probe(clip)
+    started = time.perf_counter()
+    frames = info.frame_count
+    if method == "transcode":
+        media.transcode(info, out, lambda f: f.image, overwrite=True)
+    elif method.startswith("blurface"):
+        from blurface.pipeline import blur_video
+
+        preset = method.split(":", 1)[1] if ":" in method else "balanced"
+        blur_video(clip, out, targets=[target], overwrite=True, analysis=preset)
+    elif method == "baseline":
+        from baseline import naive_blur
+
+        from blurface.faces import FaceEngine
+        from blurface.gallery import Gallery
+
+        gallery = Gallery.from_paths([target], FaceEngine())
+        started = time.perf_counter()
+        stats = naive_blur(clip, out, gallery, max_frames=BASELINE_FRAMES)
+        # Only the first frames are processed; the rest is the same transcode as above,
+        # so the per-frame cost is the processed part alone.
+        frames = stats["frames"]
+        return {"method": method, "seconds": stats["seconds"], "frames": frames, "partial": True}
+    else:
+        raise SystemExit(f"unknown method {method}")
+    seconds = time.perf_counter() - started
+    return {"method": method, "seconds": seconds, "frames": frames}
+
+
+def child_rss(method: str, clip: Path, out: Path, target: Path) -> dict:
+    """Peak RSS of one child, measured exactly with a wrapper process."""
+    code = (
+        "import resource, subprocess, sys, json;"
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True);"
+        "sys.stderr.write(p.stderr);"
+        "r = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else {'error': p.returncode};"
+        "r['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024;"
+        "print(json.dumps(r))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, sys.executable, __file__, "--one", method, str(clip), str(out), str(target)],
+        capture_output=True, text=True, check=False,
+    )
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(lines[-1])
+    if "error" in result:
+        raise SystemExit(f"{method} failed:\n{proc.stderr[-3000:]}")
+    return result
+
+
+def bench_clip(label: str, clip: Path, target: Path, truth: list | None, workdir: Path, methods: list[str]) -> list[dict]:
+    from blurface import media
+
+    info = media.probe(clip)
+    rows = []
+    for method in methods:
+        out = workdir / f"{clip.stem}.{method.replace(':', '_')}.mp4"
+        r = child_rss(method, clip, out, target)
+        r["fps"] = r["frames"] / r["seconds"]
+        r["out"] = str(out)
+        rows.append(r)
+    base = next(r for r in rows if r["method"] == "transcode")
+    print(f"\n{label}: {info.width}x{info.height}, {info.frame_count} frames at {float(info.fps):.2f} fps, {info.duration:.1f} s")
+    print(f"  {'method':22} {'fps':>7} {'x realtime':>10} {'ratio':>7} {'peak RSS':>9}")
+    for r in rows:
+        ratio = (r["seconds"] / r["frames"]) / (base["seconds"] / base["frames"])
+        r["ratio_vs_transcode"] = ratio
+        note = f" (first {r['frames']} frames)" if r.get("partial") else ""
+        print(f"  {r['method']:22} {r['fps']:7.1f} {r['fps'] / float(info.fps):10.2f} {ratio:7.2f} {r['peak_rss_mb']:7.0f} MB{note}")
+    blur = [r for r in rows if r["method"].startswith("blurface")]
+    naive = [r for r in rows if r["method"] == "baseline"]
+    if blur and naive:
+        print(f"  blurface vs naive per-frame baseline: {blur[0]['fps'] / naive[0]['fps']:.1f}x the fps")
+    if truth is not None:
+        from blurface.evaluate import score
+        from synth import TARGET
+
+        for r in blur:
+            acc = score(clip, r["out"], truth, [TARGET]).summary()
+            r["accuracy"] = acc
+            print(f"  accuracy of {r['method']}: leak {acc['leaked_frames']}/{acc['target_visible_frames']}, "
+                  f"longest run {acc['longest_leak_run']}, collateral {acc['collateral_frames']}/{acc['other_visible_frames']}")
+    return rows
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--one":
+        method, clip, out, target = sys.argv[2:6]
+        print(json.dumps(_one(method, clip, out, target)))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--clip", help="benchmark this file instead of generated clips")
+    p.add_argument("--target", help="target photo for --clip")
+    p.add_argument("--seconds", type=float, default=20.0, help="length of the generated 720p clip")
+    p.add_argument("--long", action="store_true", help="memory flatness: 10 s vs 10 min (360p, takes minutes)")
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--presets", default="balanced", help="comma-separated: fast,balanced,thorough")
+    p.add_argument("--json", help="write all rows as JSON")
+    args = p.parse_args()
+    methods = ["transcode"] + [f"blurface:{x}" for x in args.presets.split(",")]
+    if not args.no_baseline:
+        methods.append("baseline")
+    print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
+    all_rows = {}
+    with tempfile.TemporaryDirectory(prefix="blurface-speed-") as tmp:
+        work = Path(tmp)
+        if args.clip:
+            all_rows["clip"] = bench_clip(Path(args.clip).name, Path(args.clip), Path(args.target), None, work, methods)
+        else:
+            from synth import SHARED, TARGET_REFERENCE, load_cast, make_clip
+
+            cast = load_cast()
+            target = SHARED / TARGET_REFERENCE
+            clips = [("720p30", 1280, 720, int(30 * args.seconds)), ("1080p30", 1920, 1080, int(30 * args.seconds / 2))]
+            for label, w, h, n in clips:
+                clip = work / f"synthetic_{label}.mp4"
+                truth = make_clip(clip, actors=cast, width=w, height=h, frames=n)
+                all_rows[label] = bench_clip(label, clip, target, truth, work, methods)
+            if args.long:
+                for label, n in (("360p 10 s", 300), ("360p 10 min", 18000)):
+                    clip = work / f"long_{n}.mp4"
+                    make_clip(clip, actors=cast, width=640, height=360, frames=n, audio=True)
+                    all_rows[label] = bench_clip(label, clip, target, None, work, ["transcode", "blurface:balanced"])
+        if args.json:
+            Path(args.json).write_text(json.dumps(all_rows, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""blurface: targeted face anonymisation for video.
+
+    >>> from blurface import blur_video
+    >>> result = blur_video("talk.mp4", targets=["alice.jpg"])   # writes talk.blurred.mp4
+
+The stages are importable on their own: :func:`analyse` gives a :class:`Plan`,
+:func:`render` writes it, :class:`Gallery` holds reference people.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnalysisSettings",
+    "BlurfaceError",
+    "Gallery",
+    "Plan",
+    "RenderSettings",
+    "Result",
+    "analyse",
+    "blur_video",
+    "render",
+]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so `blurface --help` and `--version` answer without loading dlib and PyAV.
+    if name in ("AnalysisSettings", "RenderSettings", "analyse", "blur_video", "render"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    if name == "Gallery":
+        from .gallery import Gallery
+
+        return Gallery
+    if name == "Plan":
+        from .plan import Plan
+
+        return Plan
+    if name in ("BlurfaceError", "Result"):
+        from . import types
+
+        return getattr(types, name)
+    raise AttributeError(f"module 'blurface' has no attribute {name!r}")

@@ -1,0 +1,369 @@
+"""Command line: argument parsing, progress bars, logging and exit codes. Nothing else.
+
+Exit codes: 0 ok (``verify``: clean), 1 processing failure (``verify``: the target
+was found), 2 usage or input error, 130 interrupted (Ctrl-C or SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+from tqdm import tqdm
+
+from . import __version__
+from .types import BlurfaceError, Interrupted
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+log = logging.getLogger("blurface")
+
+SUBCOMMANDS = ("enroll", "verify", "render")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so ``main`` returns the code."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message} (see --help)")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings only")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+
+
+def _add_matching(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--tolerance", type=float, default=None, metavar="D",
+        help="embedding distance at or below which a face is that person (default 0.6; lower is stricter)",
+    )
+    p.add_argument(
+        "--strict-reference", action="store_true",
+        help="refuse reference photos with several faces instead of using the largest",
+    )
+
+
+def _blur_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface",
+        description="Mask a person's face wherever they appear in a video; keep audio, streams and timing.",
+        epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help'. "
+        "Exit codes: 0 ok, 1 processing failure, 2 usage or input error, 130 interrupted.",
+    )
+    p.add_argument("video", help="input video (mp4, mov, mkv, ...)")
+    who = p.add_argument_group("whom to mask (exactly one)")
+    who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ",
+                     help="mask this person; repeat for several people. A folder of photos of one person matches better")
+    who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ",
+                     help="mask every face except these people (repeatable)")
+    who.add_argument("--all", action="store_true", help="mask every face")
+    p.add_argument("-o", "--output", help="output path (default: VIDEO.blurred.EXT beside the input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_matching(p)
+    p.add_argument("--unsure", choices=("mask", "keep"), default="mask",
+                   help="--target mode: faces close to the target but not within tolerance are masked (default) or kept")
+    look = p.add_argument_group("mask")
+    look.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur", help="effect (default blur)")
+    look.add_argument("--shape", choices=("ellipse", "box"), default="ellipse", help="shape (default ellipse)")
+    look.add_argument("--pad", type=float, default=None, metavar="F",
+                      help="grow each face box by F times its size per side to cover hair, ears and chin (default 0.4)")
+    speed = p.add_argument_group("speed and quality")
+    mode = speed.add_mutually_exclusive_group()
+    mode.add_argument("--fast", action="store_true", help="detect less often, larger faces only")
+    mode.add_argument("--thorough", action="store_true",
+                      help="detect every frame, smaller faces, and add CNN sweeps that find turned and dim faces (slow)")
+    speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
+    speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
+    p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
+    p.add_argument("--version", action="version", version=f"blurface {__version__}")
+    _add_common(p)
+    return p
+
+
+def _enroll_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="blurface enroll", description="Save one person's reference photos as a reusable .npz gallery.")
+    p.add_argument("photos", nargs="+", help="photos or folders of photos of ONE person")
+    p.add_argument("-o", "--output", required=True, help="gallery file to write (.npz)")
+    p.add_argument("--name", help="the person's name in plans and reports (default: the output's stem)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing gallery file")
+    p.add_argument("--strict-reference", action="store_true", help="refuse photos with several faces")
+    _add_common(p)
+    return p
+
+
+def _verify_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface verify",
+        description="Re-examine a finished video, every frame, with more sensitive detectors; "
+        "exit 1 if a face still matches the target.",
+    )
+    p.add_argument("video", help="the anonymised video to check")
+    p.add_argument("--target", action="append", required=True, metavar="PHOTO|DIR|NPZ", help="the person (repeatable)")
+    _add_matching(p)
+    p.add_argument("--cnn-every", type=int, default=10, metavar="N",
+                   help="also run the CNN detector every N frames (0 = never; default 10)")
+    p.add_argument("--report", metavar="JSON", help="write the findings as JSON")
+    _add_common(p)
+    return p
+
+
+def _render_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="blurface render", description="Render a saved (and possibly reviewed) plan without detecting again.")
+    p.add_argument("video", help="the video the plan was made for")
+    p.add_argument("--plan", required=True, help="plan JSON written by 'blurface VIDEO ... --plan'")
+    p.add_argument("-o", "--output", help="output path (default: VIDEO.blurred.EXT)")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
+    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
+    p.add_argument("--pad", type=float, default=None)
+    p.add_argument("--crf", type=int, default=None)
+    p.add_argument("--preset", default=None)
+    _add_common(p)
+    return p
+
+
+class _Bars:
+    """One tqdm bar per stage, on stderr."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.bars: dict[str, tqdm] = {}
+
+    def __call__(self, stage: str, n: int) -> None:
+        if not self.enabled:
+            return
+        bar = self.bars.get(stage)
+        if bar is None:
+            for other in self.bars.values():
+                other.close()
+            bar = self.bars[stage] = tqdm(total=self.total or None, desc=stage, unit="frame", file=sys.stderr, leave=True)
+        bar.update(n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _setup_logging(quiet: bool, debug: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("blurface: %(levelname)s: %(message)s"))
+    root = logging.getLogger("blurface")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    root.propagate = False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted` so the same cleanup as for Ctrl-C runs."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazily below
+    from .media import EncodeSettings
+    from .pipeline import RenderSettings
+
+    encode = EncodeSettings()
+    if args.crf is not None:
+        if not 0 <= args.crf <= 51:
+            raise _UsageError(f"blurface: --crf {args.crf} is out of range: use 0 to 51")
+        encode = EncodeSettings(crf=args.crf, preset=encode.preset, codec=encode.codec)
+    if args.preset is not None:
+        encode = EncodeSettings(crf=encode.crf, preset=args.preset, codec=encode.codec)
+    defaults = RenderSettings()
+    pad = defaults.pad if args.pad is None else args.pad
+    if not 0 <= pad <= 3:
+        raise _UsageError(f"blurface: --pad {pad} is out of range: use 0 to 3")
+    return RenderSettings(effect=args.mask, shape=args.shape, pad=pad, encode=encode)
+
+
+def _cmd_blur(args: argparse.Namespace) -> int:
+    from . import media
+    from .pipeline import blur_video
+
+    chosen = [bool(args.target), bool(args.keep), bool(args.all)]
+    if sum(chosen) != 1:
+        raise _UsageError("blurface: give exactly one of --target, --keep or --all (see --help)")
+    if args.tolerance is not None and not 0 < args.tolerance < 2:
+        raise _UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+    info = media.probe(args.video)
+    bars = _Bars(info.frame_count, enabled=not args.quiet)
+    try:
+        result = blur_video(
+            args.video,
+            args.output,
+            targets=args.target or None,
+            keep=args.keep or None,
+            all_faces=args.all,
+            tolerance=0.6 if args.tolerance is None else args.tolerance,
+            mask_unsure=args.unsure == "mask",
+            analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+            render_settings=_render_settings(args),
+            strict_reference=args.strict_reference,
+            overwrite=args.overwrite,
+            plan_path=args.plan,
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    if not args.quiet:
+        print(
+            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+            f"{result.masked_tracks} of {result.tracks} face tracks masked, in {result.seconds:.1f} s",
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
+def _cmd_enroll(args: argparse.Namespace) -> int:
+    from .faces import FaceEngine
+    from .gallery import Gallery, person_from_photos
+
+    out = Path(args.output)
+    if out.suffix.lower() != ".npz":
+        raise _UsageError(f"blurface enroll: output {str(out)!r} must end in .npz")
+    if out.exists() and not args.overwrite:
+        raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
+    engine = FaceEngine()
+    people = [person_from_photos(p, engine, strict=args.strict_reference) for p in args.photos]
+    import numpy as np
+
+    from .gallery import Person
+
+    person = Person(
+        args.name or out.stem,
+        np.concatenate([p.embeddings for p in people]),
+        [s for p in people for s in p.sources],
+    )
+    Gallery([person]).save(out)
+    if not args.quiet:
+        print(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from .faces import FaceEngine
+    from .gallery import Gallery
+    from .verify import verify
+
+    engine = FaceEngine(load_cnn=args.cnn_every > 0)
+    gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
+    from . import media
+
+    info = media.probe(args.video)
+    bars = _Bars(info.frame_count, enabled=not args.quiet)
+    try:
+        report = verify(
+            args.video,
+            gallery,
+            engine=engine,
+            tolerance=0.6 if args.tolerance is None else args.tolerance,
+            cnn_every=args.cnn_every,
+            progress=bars,
+        )
+    finally:
+        bars.close()
+    if args.report:
+        report.save(args.report)
+    for hit in report.matches:
+        print(
+            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: {hit.identity} at distance {hit.distance:.3f}, "
+            f"box {[round(v) for v in hit.box]}"
+        )
+    verdict = "CLEAN" if not report.matches else f"TARGET FOUND in {report.frames_with_matches} frame(s)"
+    print(f"{args.video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
+    return EXIT_OK if not report.matches else EXIT_FAILURE
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    from . import media
+    from .pipeline import render
+    from .plan import Plan
+
+    plan = Plan.load(args.plan)
+    out = Path(args.output) if args.output else media.default_output_path(args.video)
+    media.check_output(args.video, out, overwrite=args.overwrite)
+    bars = _Bars(plan.frame_count, enabled=not args.quiet)
+    try:
+        result = render(plan, out, settings=_render_settings(args), src=args.video, overwrite=args.overwrite,
+                        progress=bars)
+    finally:
+        bars.close()
+    if not args.quiet:
+        print(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
+    "blur": (_blur_parser, _cmd_blur),
+    "enroll": (_enroll_parser, _cmd_enroll),
+    "verify": (_verify_parser, _cmd_verify),
+    "render": (_render_parser, _cmd_render),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run blurface with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    name = argv[0] if argv and argv[0] in SUBCOMMANDS else "blur"
+    if name != "blur":
+        argv = argv[1:]
+    make_parser, command = COMMANDS[name]
+    debug = "--debug" in argv
+    try:
+        try:
+            args = make_parser().parse_args(argv)
+        except SystemExit as e:  # --help and --version exit through argparse
+            return int(e.code or 0)
+        _setup_logging(args.quiet, args.debug)
+        with _sigterm_as_interrupt():
+            return command(args)
+    except _UsageError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("blurface: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BlurfaceError as e:
+        if debug:
+            log.exception("details")
+        prefix = "interrupted" if isinstance(e, Interrupted) else "error"
+        suffix = "; no output was written" if isinstance(e, Interrupted) else ""
+        print(f"blurface: {prefix}: {e}{suffix}", file=sys.stderr)
+        return e.exit_code
+    except MemoryError:
+        print("blurface: error: out of memory; try --fast or a smaller input", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if debug:
+            raise
+        print(f"blurface: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,447 @@
+"""analyse(src) -> Plan and render(plan, dst) -> Result: the only module that composes stages.
+
+Analysis decodes once at a small scale, detects on some frames in worker threads
+(dlib's HOG releases the GIL), links detections into tracks, embeds a few good
+crops per track and decides each track's identity from all of them. Rendering
+decodes again at full size, masks what the plan says and encodes, so memory does
+not grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import media
+from .faces import HOG_MIN_FACE_PX, FaceEngine, sharpness
+from .gallery import Gallery
+from .mask import DEFAULT_PAD, Blur, Masker, Pixelate, Solid
+from .plan import DecisionSettings, Plan, decide
+from .track import FaceTracker, SceneCutDetector, extend_track
+from .types import DecodedFrame, Faces, InputError, Mode, Result, Track
+
+log = logging.getLogger(__name__)
+
+# Called with the stage ("analyse" or "render") and the number of frames just done.
+Progress = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Knobs of the analysis pass. All are keyword-only in :func:`analyse`'s callers.
+
+    Attributes:
+        min_face: smallest face to find: a fraction of the frame height when < 1, else pixels.
+            Lower finds smaller faces; detection cost grows with 1/min_face squared.
+        detect_every: run the detector on every k-th frame (more often while a track is
+            uncertain or after a cut). Lower is safer and slower.
+        threshold: HOG score threshold; lower finds more (turned, blurred) faces and more
+            false positives.
+        cnn_every: also run the CNN detector every this many frames and on each cut
+            (0 = never). It finds turned and dim faces HOG cannot, at ~60x HOG's cost.
+        cnn_min_face: smallest face, in pixels, the CNN sweeps must find.
+        crops_per_track: face crops embedded per track to decide its identity.
+        max_gap_seconds: a lost track that reappears within this time is the same track,
+            and the frames between are masked at interpolated positions.
+        extend_seconds: mask this long before a track's first and after its last detection
+            (within its shot), for faces the detector found late or lost early.
+        threads: detector threads.
+    """
+
+    min_face: float = 1 / 9
+    detect_every: int = 3
+    threshold: float = -0.2
+    cnn_every: int = 0
+    cnn_min_face: int = 80
+    crops_per_track: int = 5
+    max_gap_seconds: float = 1.0
+    extend_seconds: float = 0.2
+    threads: int = 2
+
+
+PRESETS: dict[str, AnalysisSettings] = {
+    "fast": AnalysisSettings(min_face=1 / 7, detect_every=4, crops_per_track=3),
+    "balanced": AnalysisSettings(),
+    "thorough": AnalysisSettings(min_face=1 / 12, detect_every=1, threshold=-0.4, cnn_every=8, crops_per_track=8),
+}
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """How masks look and how the output is encoded."""
+
+    effect: str = "blur"
+    shape: str = "ellipse"
+    pad: float = DEFAULT_PAD
+    encode: media.EncodeSettings = field(default_factory=media.EncodeSettings)
+
+    def masker(self) -> Masker:
+        effects = {"blur": Blur, "pixelate": Pixelate, "solid": Solid}
+        if self.effect not in effects:
+            raise InputError(f"unknown mask effect {self.effect!r}: use one of {', '.join(effects)}")
+        return Masker(effects[self.effect](), shape=self.shape, pad=self.pad)  # type: ignore[arg-type]
+
+
+def min_face_px(settings: AnalysisSettings, frame_height: int) -> float:
+    return settings.min_face * frame_height if settings.min_face < 1 else float(settings.min_face)
+
+
+def detection_scale(settings: AnalysisSettings, width: int, height: int) -> float:
+    """Scale at which the smallest wanted face is HOG's smallest findable face.
+
+    Capped at 2x (upscaling further invents no detail) and at a frame no smaller than 64 px.
+    """
+    scale = HOG_MIN_FACE_PX / max(1.0, min_face_px(settings, height))
+    scale = min(scale, 2.0)
+    return max(scale, 64 / max(1, min(width, height)))
+
+
+class _CropBuffer:
+    """The best few face crops of one live track, at full resolution, spread in time.
+
+    Bounded: at most ``size`` crops, each a face plus margin, so memory does not grow
+    with the track's length.
+    """
+
+    def __init__(self, size: int, min_separation: int = 3) -> None:
+        self.size = size
+        self.min_separation = min_separation
+        self.items: list[tuple[float, int, np.ndarray, np.ndarray]] = []  # quality, frame, crop, box-in-crop
+
+    def wants(self, quality: float, frame: int) -> bool:
+        for q, f, _, _ in self.items:
+            if abs(f - frame) < self.min_separation:
+                return quality > q
+        return len(self.items) < self.size or quality > min(q for q, *_ in self.items)
+
+    def add(self, quality: float, frame: int, crop: np.ndarray, box: np.ndarray) -> None:
+        self.items = [it for it in self.items if abs(it[1] - frame) >= self.min_separation]
+        self.items.append((quality, frame, crop, box))
+        self.items.sort(key=lambda it: -it[0])
+        del self.items[self.size :]
+
+
+def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Face plus half its size of margin (the landmark model looks outside the box)."""
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * 0.5, (y2 - y1) * 0.5
+    cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    cx2, cy2 = min(w, int(math.ceil(x2 + mx))), min(h, int(math.ceil(y2 + my)))
+    crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
+    return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)
+
+
+def _merge(hog: Faces, cnn: Faces) -> Faces:
+    """HOG detections plus the CNN ones that no HOG box overlaps."""
+    if len(cnn) == 0:
+        return hog
+    keep = []
+    for i, b in enumerate(cnn.xyxy):
+        overlap = False
+        for h in hog.xyxy:
+            ix = max(0.0, min(b[2], h[2]) - max(b[0], h[0]))
+            iy = max(0.0, min(b[3], h[3]) - max(b[1], h[1]))
+            if ix * iy > 0.3 * min((b[2] - b[0]) * (b[3] - b[1]), (h[2] - h[0]) * (h[3] - h[1])):
+                overlap = True
+                break
+        if not overlap:
+            keep.append(i)
+    return Faces.concat([hog, cnn[np.array(keep, np.int64)]]) if keep else hog
+
+
+@dataclass
+class _Pending:
+    frame: DecodedFrame
+    future: Future
+    full: np.ndarray | None = None
+
+
+class Analyser:
+    """One analysis of one video. Not reusable: make one per file (state lives here)."""
+
+    def __init__(
+        self,
+        engine: FaceEngine,
+        gallery: Gallery,
+        decision: DecisionSettings,
+        settings: AnalysisSettings,
+    ) -> None:
+        self.engine = engine
+        self.gallery = gallery
+        self.decision = decision
+        self.settings = settings
+        self.tracks: list[Track] = []
+        self.cuts: list[int] = [0]
+        self.embeddings_computed = 0
+        self.detections_run = 0
+        self._buffers: dict[int, _CropBuffer] = {}
+
+    def run(self, src: str | os.PathLike, progress: Progress | None = None) -> Plan:
+        info = media.probe(src)
+        s = self.settings
+        scale = detection_scale(s, info.width, info.height)
+        size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
+        fps = float(info.fps) if info.fps else 30.0
+        tracker = FaceTracker(max_gap=max(s.detect_every, round(s.max_gap_seconds * fps), s.cnn_every))
+        cuts = SceneCutDetector()
+        cnn_scale = min(1.0, 80 / max(1.0, min(s.cnn_min_face, min_face_px(s, info.height) * 2)))
+        real_scale = size[0] / info.width
+        times: list[float] = []
+        pending: deque[_Pending] = deque()
+        last_detect = -(10**9)
+        last_cnn = -(10**9)
+        log.info(
+            "analysing %s: %dx%d, %d frames, detecting at %dx%d every %d frames",
+            info.path, info.width, info.height, info.frame_count, size[0], size[1], s.detect_every,
+        )
+        with ThreadPoolExecutor(max_workers=max(1, s.threads), thread_name_prefix="blurface-detect") as pool:
+            for frame in media.iter_frames(info, size=size, fmt="rgb24"):
+                i = frame.index
+                times.append(frame.time)
+                cut = cuts.update(frame.image) and i > 0
+                if cut:
+                    # Results of frames before the cut must reach the tracker before it ends the shot.
+                    while pending:
+                        self._consume(pending.popleft(), tracker, real_scale)
+                    tracker.cut(i)
+                    self.cuts.append(i)
+                due = cut or i - last_detect >= s.detect_every or (tracker.uncertain and i - last_detect >= 1)
+                cnn_due = s.cnn_every > 0 and (cut or i == 0 or i - last_cnn >= s.cnn_every)
+                if due or cnn_due:
+                    last_detect = i
+                    if cnn_due:
+                        last_cnn = i
+                    full = frame.full_image().copy()
+                    future = pool.submit(self._detect, frame.image, full, real_scale, cnn_due, cnn_scale)
+                    pending.append(_Pending(frame=DecodedFrame(i, frame.time, frame.image), future=future, full=full))
+                    self.detections_run += 1
+                # Bounded look-behind: at most two detections in flight per thread.
+                while pending and (len(pending) > 2 * s.threads or pending[0].future.done()):
+                    self._consume(pending.popleft(), tracker, real_scale)
+                self._finish_tracks(tracker.pop_finished(i))
+                if progress:
+                    progress("analyse", 1)
+            while pending:
+                self._consume(pending.popleft(), tracker, real_scale)
+        self._finish_tracks(tracker.finish())
+        frame_count = len(times)
+        self._extend(frame_count, fps)
+        self.tracks.sort(key=lambda t: (t.first, t.id))
+        settings = {
+            "analysis": asdict(s),
+            "decision": asdict(self.decision),
+            "detection_size": list(size),
+            "gallery": self.gallery.names,
+            "detections_run": self.detections_run,
+            "embeddings_computed": self.embeddings_computed,
+            "scene_cuts": self.cuts[1:],
+        }
+        return Plan(
+            video=info, mode=self.decision.mode, settings=settings, tracks=self.tracks, times=np.asarray(times)
+        )
+
+    def _detect(
+        self, rgb: np.ndarray, full: np.ndarray, scale: float, with_cnn: bool, cnn_scale: float
+    ) -> Faces:
+        faces = self.engine.detect_rgb(rgb, scale=scale)
+        if with_cnn:
+            small = full if cnn_scale == 1.0 else cv2.resize(full, None, fx=cnn_scale, fy=cnn_scale)
+            cnn = self.engine.detect_cnn(small, upsample=0)
+            cnn.xyxy /= np.float32(cnn_scale)
+            faces = _merge(faces, cnn)
+        h, w = full.shape[:2]
+        # HOG boxes may poke out of the frame; clip so crops and masks stay valid.
+        faces.xyxy[:, [0, 2]] = faces.xyxy[:, [0, 2]].clip(0, w)
+        faces.xyxy[:, [1, 3]] = faces.xyxy[:, [1, 3]].clip(0, h)
+        keep = (faces.width >= 2) & (faces.height >= 2)
+        return faces[keep]
+
+    def _consume(self, item: _Pending, tracker: FaceTracker, scale: float) -> None:
+        faces: Faces = item.future.result()
+        full = item.full
+        assert full is not None
+        i = item.frame.index
+
+        def embed(rows: np.ndarray) -> np.ndarray:
+            self.embeddings_computed += len(rows)
+            return self.engine.embed(full, faces.xyxy[rows])
+
+        faces = tracker.update(i, faces, embed=embed if len(self.gallery) else None)
+        if self.decision.mode == "all":
+            return
+        for row in range(len(faces)):
+            box = faces.xyxy[row]
+            tid = int(faces.track_id[row])
+            buf = self._buffers.setdefault(tid, _CropBuffer(self.settings.crops_per_track))
+            width = float(box[2] - box[0])
+            # Bigger, sharper, surer faces give better embeddings.
+            quality = min(width, 200.0) * math.sqrt(1.0 + sharpness(full, box)) * (1.0 + max(0.0, float(faces.score[row])))
+            if buf.wants(quality, i):
+                crop, crop_box = _crop(full, box)
+                buf.add(quality, i, crop, crop_box)
+
+    def _finish_tracks(self, finished: list[Track]) -> None:
+        for track in finished:
+            buf = self._buffers.pop(track.id, None)
+            if self.decision.mode != "all" and buf is not None and buf.items:
+                embs = [self.engine.embed(crop, box[None])[0] for _, _, crop, box in buf.items]
+                self.embeddings_computed += len(embs)
+                track.embeddings = np.concatenate([track.embeddings, np.stack(embs)])
+                track.embedding_frames = np.concatenate(
+                    [track.embedding_frames, np.array([f for _, f, _, _ in buf.items], np.int64)]
+                )
+            distances = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
+            decide(track, distances, self.gallery.names, self.decision)
+            self.tracks.append(track)
+
+    def _extend(self, frame_count: int, fps: float) -> None:
+        n = max(1, round(self.settings.extend_seconds * fps), self.settings.detect_every)
+        gap = max(n, round(self.settings.max_gap_seconds * fps))
+        bounds = self.cuts + [frame_count]
+        extended = []
+        for t in self.tracks:
+            k = int(np.searchsorted(bounds, t.first, side="right")) - 1
+            lo, hi = bounds[k], bounds[k + 1] - 1
+            # A track lost less than a gap before its shot ends (or found less than a gap
+            # after it starts) is a detector miss, not a face leaving: cover up to the cut.
+            before = t.first - lo if t.first - lo <= gap else n
+            after = hi - t.last if hi - t.last <= gap else n
+            extended.append(extend_track(t, before=before, after=after, lo=lo, hi=hi))
+        self.tracks = extended
+
+
+def analyse(
+    src: str | os.PathLike,
+    *,
+    gallery: Gallery,
+    decision: DecisionSettings,
+    settings: AnalysisSettings = AnalysisSettings(),
+    engine: FaceEngine | None = None,
+    progress: Progress | None = None,
+) -> Plan:
+    """Find, track and identify every face of ``src``; decide which to mask.
+
+    Raises:
+        MediaError: ``src`` cannot be read completely.
+    """
+    engine = engine or FaceEngine(threshold=settings.threshold)
+    return Analyser(engine, gallery, decision, settings).run(src, progress)
+
+
+def render(
+    plan: Plan,
+    dst: str | os.PathLike,
+    *,
+    settings: RenderSettings = RenderSettings(),
+    src: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Decode ``src`` (default: the plan's video) again, mask per ``plan`` and write ``dst``.
+
+    Raises:
+        InputError: the video is not the one the plan was made for.
+        OutputError: ``dst`` exists (without ``overwrite``), is the input, or is not writable.
+    """
+    info = media.probe(src if src is not None else plan.video.path)
+    if (info.width, info.height) != (plan.video.width, plan.video.height) or abs(
+        info.frame_count - plan.frame_count
+    ) > max(2, plan.frame_count // 50):
+        raise InputError(
+            f"{info.path!r} ({info.width}x{info.height}, {info.frame_count} frames) is not the video the plan "
+            f"was made for ({plan.video.width}x{plan.video.height}, {plan.frame_count} frames): analyse it again"
+        )
+    masker = settings.masker()
+    masks = plan.iter_masks()
+    position = -1
+    boxes = np.zeros((0, 4), np.float32)
+    masked_frames = masked_boxes = 0
+
+    def process(frame: DecodedFrame) -> np.ndarray:
+        nonlocal position, boxes, masked_frames, masked_boxes
+        while position < frame.index:
+            boxes = next(masks, np.zeros((0, 4), np.float32))
+            position += 1
+        image = frame.image
+        if len(boxes):
+            masker.apply(image, boxes)
+            masked_frames += 1
+            masked_boxes += len(boxes)
+        if progress:
+            progress("render", 1)
+        return image
+
+    started = time.perf_counter()
+    warnings = media.transcode(info, dst, process, settings=settings.encode, overwrite=overwrite)
+    return Result(
+        output=str(dst),
+        frames=position + 1,
+        masked_frames=masked_frames,
+        masked_boxes=masked_boxes,
+        tracks=len(plan.tracks),
+        masked_tracks=len(plan.masked_tracks),
+        seconds_analyse=0.0,
+        seconds_render=time.perf_counter() - started,
+        warnings=list(plan.warnings) + list(warnings),
+    )
+
+
+def blur_video(
+    src: str | os.PathLike,
+    dst: str | os.PathLike | None = None,
+    *,
+    targets: list[str | os.PathLike] | Gallery | None = None,
+    keep: list[str | os.PathLike] | Gallery | None = None,
+    all_faces: bool = False,
+    tolerance: float = DecisionSettings.tolerance,
+    mask_unsure: bool = True,
+    analysis: AnalysisSettings | str = "balanced",
+    render_settings: RenderSettings = RenderSettings(),
+    strict_reference: bool = False,
+    overwrite: bool = False,
+    plan_path: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> Result:
+    """Mask ``targets`` (or everyone but ``keep``, or ``all_faces``) in ``src``; write ``dst``.
+
+    ``dst`` defaults to ``video.blurred.mp4`` beside ``video.mp4``. Exactly one of
+    ``targets``, ``keep`` and ``all_faces`` must be given.
+
+    Raises:
+        InputError: bad combination of options, unusable video or reference.
+        OutputError: ``dst`` cannot be written.
+    """
+    chosen = [bool(targets), bool(keep), bool(all_faces)]
+    if sum(chosen) != 1:
+        raise InputError("give exactly one of targets, keep or all_faces")
+    settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
+    dst = Path(dst) if dst is not None else media.default_output_path(src)
+    media.check_output(src, dst, overwrite=overwrite)
+    engine = FaceEngine(threshold=settings.threshold)
+    mode: Mode = "target" if targets else "keep" if keep else "all"
+    refs = targets if targets else keep
+    if isinstance(refs, Gallery):
+        gallery = refs
+    elif refs:
+        gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
+    else:
+        gallery = Gallery()
+    decision = DecisionSettings(mode=mode, people=tuple(gallery.names), tolerance=tolerance, mask_unsure=mask_unsure)
+    started = time.perf_counter()
+    plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress)
+    analysed = time.perf_counter() - started
+    if plan_path is not None:
+        plan.save(plan_path)
+    result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
+    return replace(result, seconds_analyse=analysed)
