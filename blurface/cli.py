@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +19,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from . import __version__
-from .types import BlurfaceError, Interrupted
+from .types import BlurfaceError, Interrupted, OutputError
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -28,6 +29,17 @@ EXIT_INTERRUPTED = 130
 log = logging.getLogger("blurface")
 
 SUBCOMMANDS = ("enroll", "verify", "render")
+
+# x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+# What an interrupted command has not written, for the one line it prints.
+_NOT_WRITTEN = {
+    "blur": "no output video was written",
+    "render": "no output video was written",
+    "enroll": "no gallery was written",
+    "verify": "no report was written",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -159,9 +171,37 @@ class _Bars:
             bar.close()
 
 
+class _OneLineFormatter(logging.Formatter):
+    """``blurface: warning: message`` on one line; a traceback (``--debug``) follows on its own lines."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = " ".join(record.getMessage().splitlines())
+        line = f"blurface: {record.levelname.lower()}: {message}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+class _Once(logging.Filter):
+    """Drop a message already shown: analysis and render decode the same file and find the same damage."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[int, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        key = (record.levelno, record.getMessage())
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def _setup_logging(quiet: bool, debug: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("blurface: %(levelname)s: %(message)s"))
+    handler.setFormatter(_OneLineFormatter())
+    if not debug:
+        handler.addFilter(_Once())
     root = logging.getLogger("blurface")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if debug else logging.WARNING)
@@ -173,7 +213,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM raises :class:`Interrupted` so the same cleanup as for Ctrl-C runs."""
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
     previous = signal.signal(signal.SIGTERM, handler)
     try:
@@ -192,6 +232,8 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
             raise _UsageError(f"blurface: --crf {args.crf} is out of range: use 0 to 51")
         encode = EncodeSettings(crf=args.crf, preset=encode.preset, codec=encode.codec)
     if args.preset is not None:
+        if args.preset not in X264_PRESETS:
+            raise _UsageError(f"blurface: --preset {args.preset!r} is not an x264 preset: use one of {', '.join(X264_PRESETS)}")
         encode = EncodeSettings(crf=encode.crf, preset=args.preset, codec=encode.codec)
     defaults = RenderSettings()
     pad = defaults.pad if args.pad is None else args.pad
@@ -209,7 +251,13 @@ def _cmd_blur(args: argparse.Namespace) -> int:
         raise _UsageError("blurface: give exactly one of --target, --keep or --all (see --help)")
     if args.tolerance is not None and not 0 < args.tolerance < 2:
         raise _UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+    render_settings = _render_settings(args)
     info = media.probe(args.video)
+    out = Path(args.output) if args.output else media.default_output_path(args.video)
+    # Refuse a bad output before the analysis, which may take long.
+    media.check_output(args.video, out, overwrite=args.overwrite)
+    if args.plan:
+        _check_side_file(args.plan, "--plan", [args.video, out])
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
         result = blur_video(
@@ -221,7 +269,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
             tolerance=0.6 if args.tolerance is None else args.tolerance,
             mask_unsure=args.unsure == "mask",
             analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
-            render_settings=_render_settings(args),
+            render_settings=render_settings,
             strict_reference=args.strict_reference,
             overwrite=args.overwrite,
             plan_path=args.plan,
@@ -236,6 +284,18 @@ def _cmd_blur(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_OK
+
+
+def _check_side_file(path: str, option: str, protected: list[str | Path]) -> None:
+    """Refuse a JSON side file (plan, report) that would replace a video or sit in no folder."""
+    p = Path(path)
+    for other in protected:
+        if os.path.realpath(p) == os.path.realpath(other):
+            raise OutputError(f"{p}: {option} would replace {other}: choose another path for it")
+    if p.is_dir():
+        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / 'plan.json'}")
+    if not p.parent.is_dir():
+        raise OutputError(f"{p.parent}: the folder for {option} does not exist: create it first")
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
@@ -269,11 +329,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .gallery import Gallery
     from .verify import verify
 
-    engine = FaceEngine(load_cnn=args.cnn_every > 0)
-    gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
+    if args.cnn_every < 0:
+        raise _UsageError(f"blurface verify: --cnn-every {args.cnn_every} is negative: use 0 (never) or more")
+    if args.report:
+        _check_side_file(args.report, "--report", [args.video, *args.target])
     from . import media
 
     info = media.probe(args.video)
+    engine = FaceEngine(load_cnn=args.cnn_every > 0)
+    gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
         report = verify(
@@ -293,6 +357,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: {hit.identity} at distance {hit.distance:.3f}, "
             f"box {[round(v) for v in hit.box]}"
         )
+    for hit in report.near:
+        print(
+            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: near {hit.identity} at distance "
+            f"{hit.distance:.3f} (within {report.tolerance + report.near_margin:.2f}; check by eye), "
+            f"box {[round(v) for v in hit.box]}"
+        )
     verdict = "CLEAN" if not report.matches else f"TARGET FOUND in {report.frames_with_matches} frame(s)"
     print(f"{args.video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
     return EXIT_OK if not report.matches else EXIT_FAILURE
@@ -303,12 +373,14 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from .pipeline import render
     from .plan import Plan
 
+    settings = _render_settings(args)
     plan = Plan.load(args.plan)
+    media.probe(args.video)  # a clear error for a bad video before anything else
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
     bars = _Bars(plan.frame_count, enabled=not args.quiet)
     try:
-        result = render(plan, out, settings=_render_settings(args), src=args.video, overwrite=args.overwrite,
+        result = render(plan, out, settings=settings, src=args.video, overwrite=args.overwrite,
                         progress=bars)
     finally:
         bars.close()
@@ -325,12 +397,38 @@ COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argpa
 }
 
 
+def _video_after_double_dash(argv: list[str]) -> list[str]:
+    """``blurface -- -x.mp4 --all``: the word after ``--`` is the video, and options may follow.
+
+    argparse treats everything after ``--`` as positional, so ``--all`` there would be
+    "unrecognized"; commands that take one file move ``-- FILE`` to the end instead.
+    """
+    if "--" not in argv:
+        return argv
+    i = argv.index("--")
+    if i + 1 >= len(argv):
+        return argv
+    return argv[:i] + argv[i + 2 :] + ["--", argv[i + 1]]
+
+
+def _dash_hint(argv: list[str]) -> str:
+    """A hint when a word that starts with '-' looks like a file name rather than an option."""
+    for i, word in enumerate(argv):
+        if word.startswith("-") and not word.startswith("--") and (Path(word).suffix or os.path.exists(word)):
+            if i > 0 and argv[i - 1] in ("-o", "--output", "--plan", "--report"):
+                return f"; for a file name that starts with '-', write {argv[i - 1]}=./{word}"
+            return f"; for a file name that starts with '-', write ./{word} or put it after --"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run blurface with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else "blur"
     if name != "blur":
         argv = argv[1:]
+    if name != "enroll":  # enroll takes several photos: there ``--`` keeps its usual meaning
+        argv = _video_after_double_dash(argv)
     make_parser, command = COMMANDS[name]
     debug = "--debug" in argv
     try:
@@ -342,26 +440,40 @@ def main(argv: list[str] | None = None) -> int:
         with _sigterm_as_interrupt():
             return command(args)
     except _UsageError as e:
-        print(str(e), file=sys.stderr)
+        print(_one_line(f"{e}{_dash_hint(argv)}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("blurface: interrupted; no output was written", file=sys.stderr)
+        if debug:
+            log.exception("details")
+        print(f"blurface: interrupted by Ctrl-C (SIGINT); {_NOT_WRITTEN[name]}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Interrupted as e:
+        if debug:
+            log.exception("details")
+        print(f"blurface: {e}; {_NOT_WRITTEN[name]}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BlurfaceError as e:
         if debug:
             log.exception("details")
-        prefix = "interrupted" if isinstance(e, Interrupted) else "error"
-        suffix = "; no output was written" if isinstance(e, Interrupted) else ""
-        print(f"blurface: {prefix}: {e}{suffix}", file=sys.stderr)
+        print(_one_line(f"blurface: error: {e}"), file=sys.stderr)
         return e.exit_code
     except MemoryError:
+        if debug:
+            raise
         print("blurface: error: out of memory; try --fast or a smaller input", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as e:  # noqa: BLE001 - the last line of defence: one line, never a traceback
         if debug:
             raise
-        print(f"blurface: error: unexpected {type(e).__name__}: {e} (run with --debug for details)", file=sys.stderr)
+        print(
+            _one_line(f"blurface: error: unexpected {type(e).__name__}: {e} (run with --debug for details)"),
+            file=sys.stderr,
+        )
         return EXIT_FAILURE
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.splitlines())
 
 
 def run() -> None:

@@ -98,13 +98,14 @@ class FaceEngine:
             detector = self._local.hog = dlib.get_frontal_face_detector()
         return detector
 
-    def detect_rgb(
+    def detect_array(
         self, rgb: np.ndarray, *, scale: float = 1.0, upsample: int = 0, threshold: float | None = None
     ) -> Faces:
-        """HOG-detect faces in an RGB image that is ``scale`` times the full frame's size.
+        """HOG-detect faces in an image that is ``scale`` times the full frame's size.
 
         Args:
-            rgb: ``(h, w, 3) uint8`` RGB, C-contiguous.
+            rgb: ``(h, w, 3) uint8`` RGB or ``(h, w) uint8`` grey (about 25% faster,
+                same detections), C-contiguous.
             scale: size of ``rgb`` relative to the full frame; boxes are divided by it,
                 so they come back in full-frame pixels.
             upsample: dlib pyramid upsampling; each step finds faces half as large at
@@ -117,7 +118,7 @@ class FaceEngine:
 
     def detect(self, image_bgr: np.ndarray, *, upsample: int = 0) -> Faces:
         """HOG-detect faces in a full-size BGR frame."""
-        return self.detect_rgb(to_rgb(image_bgr), upsample=upsample)
+        return self.detect_array(to_rgb(image_bgr), upsample=upsample)
 
     def detect_cnn(self, image_bgr: np.ndarray, *, upsample: int = 1) -> Faces:
         """CNN (MMOD) detection: finds profiles and small faces HOG misses, about 60x slower."""
@@ -151,14 +152,15 @@ class FaceEngine:
         return np.asarray([np.asarray(d) for d in descriptors], np.float32).reshape(-1, EMBEDDING_DIM)
 
 
-def sharpness(image_bgr: np.ndarray, box: np.ndarray) -> float:
-    """Variance of the Laplacian inside ``box``: higher is sharper. 0 for an empty box."""
-    h, w = image_bgr.shape[:2]
+def sharpness(image: np.ndarray, box: np.ndarray) -> float:
+    """Variance of the Laplacian inside ``box`` of a BGR or grey image: higher is sharper. 0 when empty."""
+    h, w = image.shape[:2]
     x1, y1, x2, y2 = (int(round(float(v))) for v in box)
     x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
     if x2 - x1 < 3 or y2 - y1 < 3:
         return 0.0
-    gray = cv2.cvtColor(image_bgr[y1:y2, x1:x2], cv2.COLOR_BGR2GRAY)
+    region = image[y1:y2, x1:x2]
+    gray = region if region.ndim == 2 else cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(gray, cv2.CV_32F).var())
 
 

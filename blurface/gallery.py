@@ -8,6 +8,7 @@ and makes no network access.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -140,15 +141,24 @@ class Gallery:
             raise GalleryError(f"gallery {str(path)!r} does not exist")
         try:
             with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in ("version", "names", "embeddings", "person") if k in data.files}
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+                keys = [k for k in ("version", "names", "embeddings", "person") if k in data.files]
+                for key in keys:
+                    _check_array_size(data, key, path)
+                arrays = {k: data[k] for k in keys}
+        except GalleryError:
+            raise
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, KeyError, NotImplementedError) as e:
             raise GalleryError(f"gallery {str(path)!r} is not a blurface .npz gallery ({e})") from e
+        except Exception as e:  # noqa: BLE001 - zlib and zipfile raise more kinds on damaged data
+            raise GalleryError(f"gallery {str(path)!r} is damaged: {type(e).__name__}: {e}") from e
         missing = {"version", "names", "embeddings", "person"} - set(arrays)
         if missing:
             raise GalleryError(f"gallery {str(path)!r} lacks {sorted(missing)}: make it with 'blurface enroll'")
-        names, emb, person = arrays["names"], arrays["embeddings"], arrays["person"]
-        if int(arrays["version"]) != GALLERY_VERSION:
-            raise GalleryError(f"gallery {str(path)!r} has version {int(arrays['version'])}, expected {GALLERY_VERSION}")
+        names, emb, person, version = arrays["names"], arrays["embeddings"], arrays["person"], arrays["version"]
+        if version.shape != () or version.dtype.kind not in "iu":
+            raise GalleryError(f"gallery {str(path)!r}: 'version' must be one integer, got {version.dtype} {version.shape}")
+        if int(version) != GALLERY_VERSION:
+            raise GalleryError(f"gallery {str(path)!r} has version {int(version)}, expected {GALLERY_VERSION}")
         if names.dtype.kind != "U" or names.ndim != 1 or not 0 < len(names) <= _MAX_PEOPLE:
             raise GalleryError(f"gallery {str(path)!r}: 'names' must be 1..{_MAX_PEOPLE} strings")
         if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or not 0 < len(emb) <= _MAX_EMBEDDINGS:
@@ -166,6 +176,27 @@ class Gallery:
                 raise GalleryError(f"gallery {str(path)!r}: person {str(name)!r} has no embedding")
             people.append(Person(str(name), rows.copy(), [str(path)] * len(rows)))
         return cls(people)
+
+
+# The largest array a gallery may hold (100 000 embeddings of 128 float32 are 51 MB).
+_MAX_ARRAY_BYTES = 64 * 1024 * 1024
+
+
+def _check_array_size(data: np.lib.npyio.NpzFile, key: str, path: Path) -> None:
+    """Refuse an array whose header promises more than :data:`_MAX_ARRAY_BYTES`, before reading it.
+
+    ``np.load`` allocates what the header says, so a hostile file of a few bytes could
+    otherwise ask for terabytes.
+    """
+    with data.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read_header(f)
+    size = dtype.itemsize * math.prod(shape)
+    if size > _MAX_ARRAY_BYTES:
+        raise GalleryError(
+            f"gallery {str(path)!r}: '{key}' claims {size} bytes, more than a gallery holds: the file is damaged"
+        )
 
 
 def _list_photos(path: Path) -> list[Path]:
@@ -230,7 +261,7 @@ def detect_reference_faces(image: np.ndarray, engine: FaceEngine) -> Faces:
     # dlib's own threshold (0) first: the video setting (-0.2) also finds face-like
     # patterns, which in a photo can be larger than the face (seen on the astronaut's suit).
     for upsample in (0, 1):
-        faces = engine.detect_rgb(rgb, scale=scale, upsample=upsample, threshold=0.0)
+        faces = engine.detect_array(rgb, scale=scale, upsample=upsample, threshold=0.0)
         if len(faces) == 1:
             return faces
         if len(faces) > 1:

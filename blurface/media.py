@@ -64,9 +64,6 @@ _STALE_TAGS = frozenset(
     }
 )
 
-# Log every decode error up to this many, then only the total at the end.
-_MAX_LOGGED_DECODE_ERRORS = 5
-
 # FFmpeg's default for Matroska shifts *every* stream so the first packet is at 0,
 # e.g. by 21 ms for AAC priming (-1024 samples) remuxed from MP4: the video start
 # moves. Matroska stores small negative block times fine, so keep them.
@@ -114,7 +111,9 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             raise MediaError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
         stream = _video_stream(container)
         if stream is None:
-            kinds = sorted({s.type for s in container.streams}) or ["nothing"]
+            kinds = sorted({s.type for s in container.streams})
+            if not kinds:
+                raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
             raise MediaError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
         first = _first_frame(container, stream, p)
         rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
@@ -175,14 +174,17 @@ def _check_readable(path: str | os.PathLike) -> Path:
 
 def _open_input(p: Path) -> av.container.InputContainer:
     try:
-        return av.open(str(p), "r")
+        # Tags are not always UTF-8 (or are damaged): replace bad bytes rather than fail.
+        return av.open(str(p), "r", metadata_errors="replace")
     except av.error.FFmpegError as e:
+        if isinstance(e, av.error.EOFError):
+            raise MediaError(f"{p}: ends too early (FFmpeg: end of file): the file is truncated or damaged") from e
         if isinstance(e, av.error.InvalidDataError):
             raise MediaError(
                 f"{p}: is not a readable video (FFmpeg: invalid data): the file is damaged, "
                 "incomplete, or not a media file"
             ) from e
-        raise MediaError(f"{p}: cannot be opened: {e}") from e
+        raise MediaError(f"{p}: cannot be opened (FFmpeg: {getattr(e, 'strerror', None) or e})") from e
     except OSError as e:
         raise MediaError(f"{p}: cannot be opened: {e.strerror or e}") from e
 
@@ -231,7 +233,7 @@ _COMMON_RATES = tuple(
 
 def _rate_from_packets(p: Path, index: int, n: int = 60) -> Fraction | None:
     """Median frame spacing of the first ``n`` packets of stream ``index``, as a rate."""
-    with av.open(str(p)) as container:
+    with av.open(str(p), metadata_errors="replace") as container:
         stream = container.streams[index]
         if not stream.time_base:
             return None
@@ -254,17 +256,19 @@ def _rate_from_packets(p: Path, index: int, n: int = 60) -> Fraction | None:
 def _stream_duration(
     container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction, start: float
 ) -> float:
-    if stream.duration:
-        return float(stream.duration * time_base)
     # Matroska has no stream duration, only a per-track DURATION tag. FFmpeg writes
     # the track's end time there; mkvmerge (which also writes _STATISTICS_* tags)
-    # writes last minus first timestamp.
+    # writes last minus first timestamp. The tag comes first: for Matroska FFmpeg
+    # reports the whole file's duration as the stream's, which a subtitle or audio
+    # track that outlasts the video makes too long (and the count then too high).
     tags = {k.lower(): v for k, v in stream.metadata.items()}
     match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", tags.get("duration", "").strip())
     if match:
         h, m, s = match.groups()
         seconds = int(h) * 3600 + int(m) * 60 + float(s)
         return seconds if "_statistics_writing_app" in tags else max(0.0, seconds - start)
+    if stream.duration:
+        return float(stream.duration * time_base)
     if container.duration:
         container_start = (container.start_time or 0) / av.time_base
         return max(0.0, container.duration / av.time_base + container_start - start)
@@ -308,6 +312,9 @@ class _FrameDecoder:
         self.exact_count = stream.frames > 0
         self.count = 0
         self.errors = 0
+        self.first_error: str | None = None  # where the first damaged packet was, for the message
+        self.concealed = 0  # frames FFmpeg decoded from damaged data and patched up
+        self.first_concealed: int | None = None
         self.last_end: float | None = None
         # Frame and slice threads: single-threaded H.264 decoding would cost as much as x264 veryfast.
         stream.thread_type = "AUTO"
@@ -322,15 +329,22 @@ class _FrameDecoder:
         except av.error.FFmpegError as e:
             # FFmpeg conceals most damage itself; what still raises is one bad packet.
             # Skipping it loses at most that frame, and finish() still refuses a
-            # file that came up short.
+            # file that came up short. Details go to the debug log; finish() reports
+            # once, so a damaged file gives one line, not one per packet.
             self.errors += 1
-            if self.errors <= _MAX_LOGGED_DECODE_ERRORS:
-                log.warning("%s: skipped a damaged video packet at pts %s: %s", self.info.path, packet.pts, e)
+            if self.first_error is None:
+                where = f"{float(packet.pts * self.time_base):.3f} s" if packet.pts is not None else "an unknown time"
+                self.first_error = where
+            log.debug("%s: skipped a damaged video packet at pts %s: %s", self.info.path, packet.pts, e)
             return []
         out = []
         for frame in frames:
             index = self.count
             self.count += 1
+            if getattr(frame, "is_corrupt", False):
+                self.concealed += 1
+                if self.first_concealed is None:
+                    self.first_concealed = index
             if frame.pts is None:
                 t = self.info.start_time + index / float(self.info.fps)
             else:
@@ -340,25 +354,47 @@ class _FrameDecoder:
         return out
 
     def finish(self) -> None:
-        """Raise :class:`MediaError` when the stream ended early (truncated or damaged file)."""
-        if self.errors > _MAX_LOGGED_DECODE_ERRORS:
-            log.warning("%s: skipped %d damaged video packets in all", self.info.path, self.errors)
+        """Raise :class:`MediaError` when the stream ended early (truncated or damaged file).
+
+        Damage that cost no frame (FFmpeg concealed it) is logged as one warning.
+        """
         expected = self.info.frame_count
         if self.exact_count or self.errors:
             # MP4/MOV counts are exact; and once packets were lost, no excuse is taken.
             if self.count >= expected:
+                self._warn_damage()
                 return
         else:
             # Estimated as duration x average rate, which rounding moves by a frame and
             # VFR by more: accept 2% short, or a last frame that reaches the stated end.
-            if self.count >= expected - max(1, math.ceil(0.02 * expected)):
-                return
             end = self.info.start_time + self.info.duration
-            if self.last_end is not None and self.last_end >= end - 1.5 / float(self.info.fps):
+            if self.count >= expected - max(1, math.ceil(0.02 * expected)) or (
+                self.last_end is not None and self.last_end >= end - 1.5 / float(self.info.fps)
+            ):
+                self._warn_damage()
                 return
+        skipped = ""
+        if self.errors:
+            plural = "s were" if self.errors > 1 else " was"
+            skipped = f" ({self.errors} damaged video packet{plural} skipped, the first at {self.first_error})"
         raise MediaError(
-            f"{self.info.path}: decoded only {self.count} of {expected} frames: the file is truncated or damaged"
+            f"{self.info.path}: decoded only {self.count} of {expected} frames: the file is truncated or damaged{skipped}"
         )
+
+    def _warn_damage(self) -> None:
+        if self.errors:
+            plural = "s were" if self.errors > 1 else " was"
+            log.warning(
+                "%s: %d damaged video packet%s skipped (the first at %s); the video may stutter there",
+                self.info.path, self.errors, plural, self.first_error,
+            )
+        if self.concealed:
+            plural = "s were" if self.concealed > 1 else " was"
+            log.warning(
+                "%s: %d video frame%s damaged and patched up by the decoder (the first is frame %d); "
+                "check the output there",
+                self.info.path, self.concealed, plural, self.first_concealed,
+            )
 
 
 def _rotate(image: np.ndarray, rotation: int) -> np.ndarray:
@@ -394,6 +430,53 @@ def _to_display(
     return _rotate(frame.to_ndarray(width=w, height=h, format=fmt, interpolation=interpolation), rotation)
 
 
+# Pixel formats whose first plane is 8-bit luma: the analysis reads it without swscale.
+_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "nv21", "gray"})
+
+
+def _luma(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None) -> np.ndarray:
+    """``(H, W) uint8`` luma in display orientation, scaled to ``size`` (display orientation).
+
+    Reads the Y plane and resizes it with OpenCV: about 0.3 ms for 720p to 800x450,
+    where swscale's scaled RGB conversion took 6 ms, and the HOG detector runs
+    about 25% faster on grey than on colour with the same detections.
+    """
+    # Scale in the stored orientation, then rotate.
+    if size is None:
+        w, h = frame.width, frame.height
+    else:
+        w, h = size if rotation not in (90, 270) else (size[1], size[0])
+    if frame.format.name in _LUMA_FIRST:
+        plane = frame.planes[0]
+        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
+        if (w, h) == (frame.width, frame.height):
+            image = y
+        else:
+            shrink = w < frame.width / 2
+            image = cv2.resize(y, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    else:
+        image = frame.to_ndarray(width=w, height=h, format="gray")
+    return _rotate(image, rotation)
+
+
+_THUMB_WIDTH = 64
+
+
+def _thumbnail(frame: av.VideoFrame, rotation: int) -> np.ndarray:
+    """A ~64 px wide BGR picture in display orientation, from the YUV planes when possible."""
+    w = _THUMB_WIDTH
+    h = max(2, round(w * frame.height / max(1, frame.width)))
+    if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
+        planes = []
+        for plane in frame.planes[:3]:
+            data = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
+            planes.append(cv2.resize(data, (w, h), interpolation=cv2.INTER_AREA))
+        thumb = cv2.cvtColor(cv2.merge(planes), cv2.COLOR_YUV2BGR)
+    else:
+        thumb = frame.to_ndarray(width=w, height=h, format="bgr24")
+    return _rotate(thumb, rotation)
+
+
 def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: str = "bgr24") -> Iterator[DecodedFrame]:
     """Decode the first video stream of ``info.path`` in presentation order.
 
@@ -401,7 +484,8 @@ def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: st
         info: from :func:`probe`.
         size: ``(width, height)`` in display orientation to scale to (swscale,
             bilinear). ``None`` keeps the full size. Smaller is faster to analyse.
-        fmt: ``"bgr24"`` or ``"rgb24"``: colour order of ``DecodedFrame.image``.
+        fmt: ``"bgr24"`` or ``"rgb24"``: colour order of ``DecodedFrame.image``;
+            ``"gray"``: ``image`` is ``(H, W) uint8`` luma (the cheapest to analyse).
 
     Yields:
         :class:`DecodedFrame` with ``image`` ``(H, W, 3) uint8`` C-contiguous in
@@ -415,8 +499,8 @@ def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: st
             decoded (truncated or damaged file; raised after the last frame).
         ValueError: ``fmt`` is not ``bgr24``/``rgb24``.
     """
-    if fmt not in ("bgr24", "rgb24"):
-        raise ValueError(f"fmt must be 'bgr24' or 'rgb24', not {fmt!r}")
+    if fmt not in ("bgr24", "rgb24", "gray"):
+        raise ValueError(f"fmt must be 'bgr24', 'rgb24' or 'gray', not {fmt!r}")
     if size is not None and (size[0] <= 0 or size[1] <= 0):
         raise ValueError(f"size must be positive (width, height), not {size!r}")
     p = Path(info.path)
@@ -430,13 +514,18 @@ def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: st
         scaled = size is not None and tuple(size) != (info.width, info.height)
         for packet in _demux(container, [stream], p):
             for index, time, frame in decoder.decode(packet):
-                if not scaled:
+                thumb = None
+                if fmt == "gray":
+                    image = _luma(frame, rotation, size if scaled else None)
+                    full = _lazy_full(frame, rotation)
+                    thumb = _thumbnail(frame, rotation)
+                elif not scaled:
                     image = _to_display(frame, rotation, fmt)
                     full = None if fmt == "bgr24" else _lazy_full(frame, rotation)
                 else:
                     image = _to_display(frame, rotation, fmt, size)
                     full = _lazy_full(frame, rotation)
-                yield DecodedFrame(index, time, image, full)
+                yield DecodedFrame(index, time, image, full, thumb)
         decoder.finish()
     finally:
         container.close()
@@ -577,6 +666,8 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> str:
         if not overwrite:
             raise OutputError(f"{dst} exists: use --overwrite to replace it")
     parent = dst.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{parent}: is a file, not a folder: the output {dst.name} cannot be written inside it")
     if not parent.is_dir():
         raise OutputError(f"{parent}: output folder does not exist: create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -617,7 +708,7 @@ def _first_packet(path: str, index: int, limit: int = 500) -> av.Packet | None:
     Bounded because a stream may start late (a subtitle at minute 40) and the
     answer is only a sample for :func:`_muxer_rejects`.
     """
-    with av.open(path) as container:
+    with av.open(path, metadata_errors="replace") as container:
         for n, packet in enumerate(container.demux()):
             if n >= limit:
                 break
@@ -679,8 +770,7 @@ class _AudioEncodeRoute(_Route):
             frames = packet.decode()
         except av.error.FFmpegError as e:
             self.errors += 1
-            if self.errors <= _MAX_LOGGED_DECODE_ERRORS:
-                log.warning("%s: skipped a damaged audio packet at pts %s: %s", self.path, packet.pts, e)
+            log.debug("%s: skipped a damaged audio packet at pts %s: %s", self.path, packet.pts, e)
             return
         for frame in frames:
             # Keep the source's timing: PyAV rescales pts from the frame's time base.
@@ -688,6 +778,12 @@ class _AudioEncodeRoute(_Route):
 
     def flush(self, out: av.container.OutputContainer) -> None:
         out.mux(self.target.encode(None))
+        if self.errors:
+            # One line for the whole stream (details are in the debug log).
+            log.warning(
+                "%s: %d damaged packet(s) of audio stream #%d were skipped; the audio has gaps there",
+                self.path, self.errors, self.source.index,
+            )
 
 
 class _SubtitleConvertRoute(_Route):
@@ -759,6 +855,10 @@ def _plan_stream(
         reason = f"the {fmt.upper() if fmt != 'matroska' else 'MKV'} muxer refuses {codec} {stream.type} streams"
     if stream.type == "audio":
         ctx = stream.codec_context
+        if ctx is None:
+            # FFmpeg has no decoder for it (or the header is damaged): nothing to re-encode from.
+            warn(f"{what} was left out ({reason}, and it cannot be decoded to re-encode it); use {kind_fix} to keep it")
+            return None
         layout = ctx.layout.name
         if "channels" in layout:
             # An unordered layout ("2 channels", typical of PCM in MOV): AAC needs a named one.
@@ -1165,7 +1265,7 @@ def _verify(info: VideoInfo, tmp: Path, written: _Written, exact_input: bool) ->
 
 
 def _count_video_packets(path: Path) -> int:
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         stream = _video_stream(container)
         if stream is None:
             return 0

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import math
+import multiprocessing as mp
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -23,12 +26,12 @@ import cv2
 import numpy as np
 
 from . import media
-from .faces import HOG_MIN_FACE_PX, FaceEngine, sharpness
+from .faces import HOG_MIN_FACE_PX, FaceEngine, distances, sharpness
 from .gallery import Gallery
 from .mask import DEFAULT_PAD, Blur, Masker, Pixelate, Solid
-from .plan import DecisionSettings, Plan, decide
+from .plan import DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
 from .track import FaceTracker, SceneCutDetector, extend_track
-from .types import DecodedFrame, Faces, InputError, Mode, Result, Track
+from .types import DecodedFrame, Faces, InputError, Mode, Result, Track, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +59,8 @@ class AnalysisSettings:
         extend_seconds: mask this long before a track's first and after its last detection
             (within its shot), for faces the detector found late or lost early.
         threads: detector threads.
+        embed_process: embed face crops in a worker process (uses a second core while
+            the main thread decodes); off, they are embedded in the main thread.
     """
 
     min_face: float = 1 / 9
@@ -67,6 +72,7 @@ class AnalysisSettings:
     max_gap_seconds: float = 1.0
     extend_seconds: float = 0.2
     threads: int = 2
+    embed_process: bool = True
 
 
 PRESETS: dict[str, AnalysisSettings] = {
@@ -160,11 +166,75 @@ def _merge(hog: Faces, cnn: Faces) -> Faces:
     return Faces.concat([hog, cnn[np.array(keep, np.int64)]]) if keep else hog
 
 
+_worker_engine: FaceEngine | None = None
+
+
+def _worker_init() -> None:
+    """In the embedding process: load the models once; Ctrl-C is the parent's to handle."""
+    global _worker_engine
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_engine = FaceEngine()
+
+
+def _embed_until_clear(
+    items: list[tuple[np.ndarray, np.ndarray]],
+    prior: np.ndarray,
+    people: list[np.ndarray],
+    low: float,
+    high: float,
+    engine: FaceEngine | None = None,
+) -> np.ndarray:
+    """Embed crops best-first until the track's distance to the nearest person is clear.
+
+    Args:
+        items: ``(crop BGR, box in crop)`` pairs, best quality first.
+        prior: ``(m, 128)`` embeddings the track already has (from the tracker).
+        people: each relevant person's reference embeddings.
+        low, high: the decision is clear below ``low`` or above ``high``.
+
+    Returns:
+        ``(k, 128)`` float32 embeddings of the first ``k`` crops.
+    """
+    engine = engine or _worker_engine
+    assert engine is not None
+    out: list[np.ndarray] = []
+    for crop, box in items:
+        out.append(engine.embed(crop, box[None])[0])
+        evidence = np.concatenate([prior.reshape(-1, 128), np.stack(out)])
+        if len(evidence) >= 2 and people:
+            best = min(track_distance(distances(evidence, ref).min(axis=1)) for ref in people)
+            if best <= low or best > high:
+                break
+    return np.stack(out).astype(np.float32)
+
+
+class _EmbedProcess:
+    """One worker process for embeddings.
+
+    dlib's ``compute_face_descriptor`` holds the GIL for ~80 ms per face, which stalled
+    decoding and tracking in the main thread (measured: half of the analysis time on a
+    720p clip); in its own process it runs beside them on the second core.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_worker_init)
+
+    def submit(self, *args: object) -> Future:
+        return self._pool.submit(_embed_until_clear, *args)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 @dataclass
 class _Pending:
-    frame: DecodedFrame
+    frame: DecodedFrame  # holds the decoded frame, converted to full-size BGR only if needed
     future: Future
-    full: np.ndarray | None = None
+
+
+# A track's crops are embedded best-first until its decision is this far from every
+# threshold: clear targets and clear strangers cost two embeddings, unsure ones all.
+_CLEAR_MARGIN = 0.1
 
 
 class Analyser:
@@ -186,9 +256,24 @@ class Analyser:
         self.embeddings_computed = 0
         self.detections_run = 0
         self._buffers: dict[int, _CropBuffer] = {}
+        # (track, embedding job or result, the job's arguments for an in-process retry)
+        self._decisions: deque[tuple[Track, Future | np.ndarray | None, tuple]] = deque()
+        self._embedder: _EmbedProcess | None = None
 
     def run(self, src: str | os.PathLike, progress: Progress | None = None) -> Plan:
         info = media.probe(src)
+        if self.settings.embed_process and self.decision.mode != "all":
+            try:
+                self._embedder = _EmbedProcess()
+            except OSError as e:  # no process allowed here: same result, one core less
+                log.warning("embedding in the main thread: cannot start a worker process (%s)", e)
+        try:
+            return self._run(info, progress)
+        finally:
+            if self._embedder is not None:
+                self._embedder.close()
+
+    def _run(self, info: VideoInfo, progress: Progress | None) -> Plan:
         s = self.settings
         scale = detection_scale(s, info.width, info.height)
         size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
@@ -201,40 +286,49 @@ class Analyser:
         pending: deque[_Pending] = deque()
         last_detect = -(10**9)
         last_cnn = -(10**9)
+        # The tracker stays "uncertain" while a lost track may come back (up to max_gap);
+        # detecting every frame that long would cost more than the gap fill saves.
+        uncertain_run = 0
+        uncertain_limit = 2 * max(2, s.detect_every)
         log.info(
             "analysing %s: %dx%d, %d frames, detecting at %dx%d every %d frames",
             info.path, info.width, info.height, info.frame_count, size[0], size[1], s.detect_every,
         )
         with ThreadPoolExecutor(max_workers=max(1, s.threads), thread_name_prefix="blurface-detect") as pool:
-            for frame in media.iter_frames(info, size=size, fmt="rgb24"):
+            for frame in media.iter_frames(info, size=size, fmt="gray"):
                 i = frame.index
                 times.append(frame.time)
-                cut = cuts.update(frame.image) and i > 0
+                cut = cuts.update(frame.thumb if frame.thumb is not None else frame.image) and i > 0
                 if cut:
                     # Results of frames before the cut must reach the tracker before it ends the shot.
                     while pending:
                         self._consume(pending.popleft(), tracker, real_scale)
                     tracker.cut(i)
                     self.cuts.append(i)
-                due = cut or i - last_detect >= s.detect_every or (tracker.uncertain and i - last_detect >= 1)
+                uncertain = tracker.uncertain and uncertain_run < uncertain_limit
+                due = cut or i - last_detect >= s.detect_every or (uncertain and i - last_detect >= 1)
                 cnn_due = s.cnn_every > 0 and (cut or i == 0 or i - last_cnn >= s.cnn_every)
                 if due or cnn_due:
+                    uncertain_run = uncertain_run + 1 if tracker.uncertain else 0
                     last_detect = i
                     if cnn_due:
                         last_cnn = i
-                    full = frame.full_image().copy()
-                    future = pool.submit(self._detect, frame.image, full, real_scale, cnn_due, cnn_scale)
-                    pending.append(_Pending(frame=DecodedFrame(i, frame.time, frame.image), future=future, full=full))
+                    full = frame.full_image() if cnn_due else None
+                    future = pool.submit(self._detect, frame.image, real_scale, full, cnn_scale, info)
+                    pending.append(_Pending(frame=frame, future=future))
                     self.detections_run += 1
                 # Bounded look-behind: at most two detections in flight per thread.
                 while pending and (len(pending) > 2 * s.threads or pending[0].future.done()):
                     self._consume(pending.popleft(), tracker, real_scale)
                 self._finish_tracks(tracker.pop_finished(i))
+                self._collect_decisions(wait=False)
                 if progress:
                     progress("analyse", 1)
             while pending:
                 self._consume(pending.popleft(), tracker, real_scale)
         self._finish_tracks(tracker.finish())
+        self._collect_decisions(wait=True)
+        exclude_simultaneous(self.tracks, self.decision)
         frame_count = len(times)
         self._extend(frame_count, fps)
         self.tracks.sort(key=lambda t: (t.first, t.id))
@@ -252,30 +346,28 @@ class Analyser:
         )
 
     def _detect(
-        self, rgb: np.ndarray, full: np.ndarray, scale: float, with_cnn: bool, cnn_scale: float
+        self, small: np.ndarray, scale: float, full: np.ndarray | None, cnn_scale: float, info: VideoInfo
     ) -> Faces:
-        faces = self.engine.detect_rgb(rgb, scale=scale)
-        if with_cnn:
-            small = full if cnn_scale == 1.0 else cv2.resize(full, None, fx=cnn_scale, fy=cnn_scale)
-            cnn = self.engine.detect_cnn(small, upsample=0)
+        faces = self.engine.detect_array(small, scale=scale)
+        if full is not None:
+            resized = full if cnn_scale == 1.0 else cv2.resize(full, None, fx=cnn_scale, fy=cnn_scale)
+            cnn = self.engine.detect_cnn(resized, upsample=0)
             cnn.xyxy /= np.float32(cnn_scale)
             faces = _merge(faces, cnn)
-        h, w = full.shape[:2]
         # HOG boxes may poke out of the frame; clip so crops and masks stay valid.
-        faces.xyxy[:, [0, 2]] = faces.xyxy[:, [0, 2]].clip(0, w)
-        faces.xyxy[:, [1, 3]] = faces.xyxy[:, [1, 3]].clip(0, h)
+        faces.xyxy[:, [0, 2]] = faces.xyxy[:, [0, 2]].clip(0, info.width)
+        faces.xyxy[:, [1, 3]] = faces.xyxy[:, [1, 3]].clip(0, info.height)
         keep = (faces.width >= 2) & (faces.height >= 2)
         return faces[keep]
 
     def _consume(self, item: _Pending, tracker: FaceTracker, scale: float) -> None:
         faces: Faces = item.future.result()
-        full = item.full
-        assert full is not None
-        i = item.frame.index
+        frame = item.frame
+        i = frame.index
 
         def embed(rows: np.ndarray) -> np.ndarray:
             self.embeddings_computed += len(rows)
-            return self.engine.embed(full, faces.xyxy[rows])
+            return self.engine.embed(frame.full_image(), faces.xyxy[rows])
 
         faces = tracker.update(i, faces, embed=embed if len(self.gallery) else None)
         if self.decision.mode == "all":
@@ -285,25 +377,68 @@ class Analyser:
             tid = int(faces.track_id[row])
             buf = self._buffers.setdefault(tid, _CropBuffer(self.settings.crops_per_track))
             width = float(box[2] - box[0])
-            # Bigger, sharper, surer faces give better embeddings.
-            quality = min(width, 200.0) * math.sqrt(1.0 + sharpness(full, box)) * (1.0 + max(0.0, float(faces.score[row])))
+            # Bigger, sharper, surer faces give better embeddings. Sharpness is read from the
+            # small analysis image: full-size frames are converted only for crops worth keeping.
+            detail = sharpness(frame.image, box * scale)
+            quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (1.0 + max(0.0, float(faces.score[row])))
             if buf.wants(quality, i):
-                crop, crop_box = _crop(full, box)
+                crop, crop_box = _crop(frame.full_image(), box)
                 buf.add(quality, i, crop, crop_box)
 
     def _finish_tracks(self, finished: list[Track]) -> None:
+        """Start embedding each finished track's crops; it is decided once they are back."""
+        relevant = [j for j, n in enumerate(self.gallery.names) if n in self.decision.people]
+        people = [self.gallery.people[j].embeddings for j in relevant]
+        low = self.decision.tolerance - _CLEAR_MARGIN
+        high = self.decision.tolerance + self.decision.unsure_margin + _CLEAR_MARGIN
         for track in finished:
             buf = self._buffers.pop(track.id, None)
-            if self.decision.mode != "all" and buf is not None and buf.items:
-                embs = [self.engine.embed(crop, box[None])[0] for _, _, crop, box in buf.items]
-                self.embeddings_computed += len(embs)
-                track.embeddings = np.concatenate([track.embeddings, np.stack(embs)])
+            job: Future | np.ndarray | None = None
+            args: tuple = ()
+            if self.decision.mode != "all" and buf is not None and buf.items and people:
+                items = [(crop, box) for _, _, crop, box in buf.items]  # best quality first
                 track.embedding_frames = np.concatenate(
                     [track.embedding_frames, np.array([f for _, f, _, _ in buf.items], np.int64)]
                 )
-            distances = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
-            decide(track, distances, self.gallery.names, self.decision)
+                args = (items, track.embeddings, people, low, high)
+                if self._embedder is not None:
+                    try:
+                        job = self._embedder.submit(*args)
+                    except BrokenProcessPool:
+                        job = _embed_until_clear(*args, self.engine)
+                else:
+                    job = _embed_until_clear(*args, self.engine)
+            self._decisions.append((track, job, args))
+
+    def _collect_decisions(self, *, wait: bool) -> None:
+        """Decide tracks whose embeddings are back, in order; all of them when ``wait``."""
+        while self._decisions:
+            track, job, args = self._decisions[0]
+            if isinstance(job, Future) and not wait and not job.done():
+                return
+            self._decisions.popleft()
+            if job is not None:
+                embs = self._result(job, args)
+                self.embeddings_computed += len(embs)
+                track.embeddings = np.concatenate([track.embeddings, embs])
+                # Frames of crops that the early stop left unembedded are dropped.
+                track.embedding_frames = track.embedding_frames[: len(track.embeddings)]
+            dist = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
+            decide(track, dist, self.gallery.names, self.decision)
             self.tracks.append(track)
+
+    def _result(self, job: Future | np.ndarray, args: tuple) -> np.ndarray:
+        if not isinstance(job, Future):
+            return job
+        try:
+            return job.result()
+        except BrokenProcessPool as e:
+            # The worker died (killed, or a __main__ it cannot re-import): same work here.
+            if self._embedder is not None:
+                log.warning("embedding worker stopped (%s); embedding in the main thread", e)
+                self._embedder.close()
+                self._embedder = None
+            return _embed_until_clear(*args, self.engine)
 
     def _extend(self, frame_count: int, fps: float) -> None:
         n = max(1, round(self.settings.extend_seconds * fps), self.settings.detect_every)

@@ -134,6 +134,35 @@ def decide(track: Track, crop_distances: np.ndarray, names: list[str], settings:
     return track
 
 
+def exclude_simultaneous(tracks: list[Track], settings: DecisionSettings) -> int:
+    """Unmask unsure tracks seen at the same time as a confident match of the same person.
+
+    One person is not in two places in one frame, so in ``target`` mode an unsure
+    track that overlaps (in frames) a track matched within tolerance to the same
+    target is someone else. Returns how many tracks changed. Confident matches are
+    never changed: two at once may be a duplicate detection of one face.
+    """
+    if settings.mode != "target" or not settings.mask_unsure:
+        return 0
+    sure = [t for t in tracks if t.decision == "target"]
+    changed = 0
+    for t in tracks:
+        if t.decision != "unsure" or t.identity is None:
+            continue
+        for other in sure:
+            if other.identity == t.identity and other.first <= t.last and t.first <= other.last:
+                overlap = np.intersect1d(t.frames, other.frames[other.source == 0])
+                if len(overlap):
+                    t.decision, t.masked = "other", False
+                    t.reason = (
+                        f"not {t.identity}: on screen at the same time as track {other.id}, "
+                        f"which matches {t.identity} (distance {other.distance}); was unsure at {t.distance}"
+                    )
+                    changed += 1
+                    break
+    return changed
+
+
 @dataclass
 class Plan:
     """Every track of one video with its decision, and the frame times.
@@ -271,12 +300,16 @@ class Plan:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"cannot read plan {str(path)!r}: {e}") from e
+        except OSError as e:
+            raise InputError(f"cannot read plan {str(path)!r}: {e.strerror or e}") from e
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+            raise InputError(f"cannot read plan {str(path)!r}: it is not JSON ({e})") from e
         try:
             return cls._from_json(data)
-        except (KeyError, TypeError, ValueError, IndexError) as e:
-            raise InputError(f"plan {str(path)!r} is not a valid blurface plan: {e!r}") from e
+        except KeyError as e:
+            raise InputError(f"plan {str(path)!r} is not a valid blurface plan: it lacks {e.args[0]!r}") from e
+        except (TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError) as e:
+            raise InputError(f"plan {str(path)!r} is not a valid blurface plan: {e}") from e
 
     @classmethod
     def _from_json(cls, data: dict) -> Plan:
@@ -290,6 +323,8 @@ class Plan:
         times = np.asarray(data["times"], np.float64)
         if times.ndim != 1 or len(times) != int(data["frame_count"]):
             raise ValueError("'times' must list one time per frame")
+        if not np.isfinite(times).all():
+            raise ValueError("'times' holds a value that is not a finite number")
         rows: dict[int, list[tuple[int, list[float], str]]] = {}
         for frame in data["frames"]:
             index = int(frame["index"])

@@ -299,13 +299,16 @@ class DecodedFrame:
         image: ``(H, W, 3) uint8`` BGR, display orientation, C-contiguous. May be
             downscaled when the decoder was asked for a smaller size.
         full: when ``image`` is scaled, returns the full-resolution BGR frame
-            (display orientation). Only valid while the iterator is on this frame.
+            (display orientation). It keeps the decoded frame alive until dropped.
+        thumb: with grey decoding, a ``(~36, 64, 3) uint8`` BGR thumbnail for cheap
+            whole-frame colour statistics (scene cuts); otherwise ``None``.
     """
 
     index: int
     time: float
     image: np.ndarray
     full: Callable[[], np.ndarray] | None = None
+    thumb: np.ndarray | None = None
 
     def full_image(self) -> np.ndarray:
         """The frame at full resolution, BGR; converted on first call when ``image`` is scaled."""

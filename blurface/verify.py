@@ -22,9 +22,13 @@ import numpy as np
 from . import media
 from .faces import FaceEngine
 from .gallery import Gallery
+from .plan import DEFAULT_UNSURE_MARGIN
 from .types import Faces, InputError
 
 log = logging.getLogger(__name__)
+
+# HOG score threshold of verify's detector: lower than analysis (-0.2) finds more faces.
+SENSITIVE_HOG_THRESHOLD = -0.5
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,9 @@ class VerifyReport:
     faces_checked: int
     tolerance: float
     matches: list[VerifyHit] = field(default_factory=list)
+    # Faces within tolerance + near_margin: not a failure, but worth a look by eye.
+    near: list[VerifyHit] = field(default_factory=list)
+    near_margin: float = DEFAULT_UNSURE_MARGIN
 
     @property
     def frames_with_matches(self) -> int:
@@ -60,6 +67,8 @@ class VerifyReport:
             "clean": not self.matches,
             "frames_with_matches": self.frames_with_matches,
             "matches": [asdict(h) for h in self.matches],
+            "near_margin": self.near_margin,
+            "near": [asdict(h) for h in self.near],
         }
         try:
             Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
@@ -69,15 +78,19 @@ class VerifyReport:
 
 def _sensitive_hog(engine: FaceEngine, image: np.ndarray) -> Faces:
     # Finds faces down to ~25 px on small videos and ~1/14 of the height on large ones.
+    # The threshold is passed on every call, not taken from the engine: the caller's
+    # engine (the CLI's, the analysis pass's) may be tuned for fewer false positives,
+    # and verify must stay more sensitive than the pass it checks. At -0.2 HOG misses
+    # Lin's turned face in hamilton frames 116-119, which -0.5 finds (distance 0.57-0.59).
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     upsample = 1 if image.shape[0] <= 540 else 0
-    faces = engine.detect_rgb(rgb, upsample=upsample)
-    return faces
+    return engine.detect_array(rgb, upsample=upsample, threshold=SENSITIVE_HOG_THRESHOLD)
 
 
 def _collect(report: VerifyReport, result: tuple[list[VerifyHit], int]) -> None:
     hits, checked = result
-    report.matches.extend(hits)
+    report.matches.extend(h for h in hits if h.distance <= report.tolerance)
+    report.near.extend(h for h in hits if h.distance > report.tolerance)
     report.faces_checked += checked
 
 
@@ -93,6 +106,9 @@ def verify(
 ) -> VerifyReport:
     """Report every frame of ``video`` where a face is within ``tolerance`` of a gallery person.
 
+    Faces a little further (within the analysis' unsure margin) are listed apart as
+    ``near``: they do not fail the check, but a person should look at them.
+
     Args:
         cnn_every: run the CNN detector on every n-th frame too (0 = never); it finds
             turned and dim faces HOG misses, at about 1.4 s per 360p frame.
@@ -102,7 +118,7 @@ def verify(
     """
     if len(gallery) == 0:
         raise InputError("verify needs at least one target photo")
-    engine = engine or FaceEngine(threshold=-0.5, load_cnn=cnn_every > 0)
+    engine = engine or FaceEngine(threshold=SENSITIVE_HOG_THRESHOLD, load_cnn=cnn_every > 0)
     info = media.probe(video)
     report = VerifyReport(video=str(video), frames=0, faces_checked=0, tolerance=tolerance)
     cnn_scale = min(1.0, 640 / max(info.width, info.height))
@@ -124,7 +140,7 @@ def verify(
             dist = gallery.distances(emb)
             for row in range(len(faces)):
                 j = int(np.argmin(dist[row]))
-                if dist[row, j] <= tolerance:
+                if dist[row, j] <= tolerance + report.near_margin:
                     hits.append(
                         VerifyHit(index, round(time, 6), gallery.names[j], round(float(dist[row, j]), 4),
                                   [round(float(v), 1) for v in faces.xyxy[row]], detector)
@@ -143,5 +159,6 @@ def verify(
         for future in pending:
             _collect(report, future.result())
     report.matches.sort(key=lambda h: (h.frame, h.distance))
+    report.near.sort(key=lambda h: (h.frame, h.distance))
     log.info("verify %s: %d frames, %d faces, %d matches", video, report.frames, report.faces_checked, len(report.matches))
     return report

@@ -125,3 +125,18 @@ def test_plan_with_box_outside_video_is_rejected(tmp_path) -> None:
     path.write_text(json.dumps(data))
     with pytest.raises(InputError, match="outside"):
         Plan.load(path)
+
+
+def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
+    settings = DecisionSettings(mode="target", people=("alice",))
+    sure, unsure, later = make_track(1, 0, 30), make_track(2, 10, 30), make_track(3, 100, 10)
+    decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
+    decide(unsure, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
+    decide(later, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
+    assert [t.decision for t in (sure, unsure, later)] == ["target", "unsure", "unsure"]
+    from blurface.plan import exclude_simultaneous
+
+    assert exclude_simultaneous([sure, unsure, later], settings) == 1
+    assert (unsure.decision, unsure.masked) == ("other", False) and "same time" in unsure.reason
+    # Seen alone, an unsure track stays masked: the fail-safe holds.
+    assert later.masked and sure.masked
