@@ -293,7 +293,9 @@ def _check_side_file(path: str, option: str, protected: list[str | Path]) -> Non
         if os.path.realpath(p) == os.path.realpath(other):
             raise OutputError(f"{p}: {option} would replace {other}: choose another path for it")
     if p.is_dir():
-        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / 'plan.json'}")
+        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / ('x' + p.suffix)}")
+    if p.parent.exists() and not p.parent.is_dir():
+        raise OutputError(f"{p.parent}: is a file, not a folder: {option} {p.name} cannot be written inside it")
     if not p.parent.is_dir():
         raise OutputError(f"{p.parent}: the folder for {option} does not exist: create it first")
 
@@ -307,6 +309,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         raise _UsageError(f"blurface enroll: output {str(out)!r} must end in .npz")
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
+    _check_side_file(args.output, "--output", list(args.photos))
     engine = FaceEngine()
     people = [person_from_photos(p, engine, strict=args.strict_reference) for p in args.photos]
     import numpy as np

@@ -51,7 +51,7 @@ class Person:
 
 
 class Gallery:
-    """An ordered set of :class:`Person`; distances are the minimum over a person's photos."""
+    """An ordered set of :class:`Person`; distances are the median over a person's photos."""
 
     def __init__(self, people: list[Person] | None = None) -> None:
         self.people: list[Person] = list(people or [])
@@ -69,17 +69,23 @@ class Gallery:
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Distance of each embedding to each person.
 
+        A person's distance is the median over their photos, not the minimum: the
+        minimum falls for *everyone* as photos are added (more chances of a chance
+        likeness). Measured on the hamilton audience with 5 photos of Obama: median
+        distances Obama 0.648, Lin 0.731 (one photo: 0.649, 0.749); with the minimum
+        Lin dropped to 0.692 and was masked as unsure.
+
         Args:
             embeddings: ``(n, 128)`` float32.
 
         Returns:
-            ``(n, P)`` float32: for each embedding, the minimum distance over each person's photos.
+            ``(n, P)`` float32 distances to each person, in gallery order.
         """
         embeddings = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
         out = np.full((len(embeddings), len(self.people)), np.inf, np.float32)
         for j, person in enumerate(self.people):
             if len(embeddings) and len(person.embeddings):
-                out[:, j] = distances(embeddings, person.embeddings).min(axis=1)
+                out[:, j] = np.median(distances(embeddings, person.embeddings), axis=1)
         return out
 
     # ----- building -------------------------------------------------------------------------
@@ -126,7 +132,10 @@ class Gallery:
             )
             os.replace(tmp, path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # the folder itself is the problem (missing, or a file)
+                pass
             raise GalleryError(f"cannot write gallery {str(path)!r}: {e.strerror or e}") from e
 
     @classmethod

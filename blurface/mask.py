@@ -119,6 +119,10 @@ class Masker:
         self.shape = shape
         self.pad = float(pad)
 
+    def regions(self, boxes: np.ndarray) -> np.ndarray:
+        """``(N, 4)`` float32 xyxy regions :meth:`apply` may change for ``boxes`` (unclipped)."""
+        return padded_boxes(boxes, self.pad)
+
     def apply(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         """Mask every box of ``(N, 4)`` xyxy ``boxes`` in the ``(H, W, 3) uint8`` BGR ``image``, in place."""
         height, width = image.shape[:2]

@@ -735,62 +735,70 @@ def _describe(stream: av.stream.Stream) -> str:
 
 
 class _Route:
-    """What happens to the packets of one input stream."""
+    """What happens to the packets of one input stream.
+
+    Damage is counted rather than logged packet by packet: :meth:`flush` reports
+    it in one warning line per stream (the details are in the debug log).
+    """
+
+    def __init__(self, source: av.stream.Stream, target: av.stream.Stream, path: str) -> None:
+        self.source, self.target, self.path = source, target, path
+        self.dropped = 0  # packets left out: undecodable, or timestamps the muxer refuses
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
         raise NotImplementedError
 
     def flush(self, out: av.container.OutputContainer) -> None:
-        """Drain encoders: x264 and AAC hold frames back (lookahead, priming)."""
+        """Drain encoders (x264 and AAC hold frames back: lookahead, priming) and report damage."""
+        if self.dropped:
+            log.warning(
+                "%s: %d damaged or out-of-order packet(s) of %s were left out; it may have gaps there",
+                self.path, self.dropped, _describe(self.source),
+            )
+
+    def _mux(self, out: av.container.OutputContainer, packets: av.Packet | list[av.Packet]) -> None:
+        for packet in packets if isinstance(packets, list) else [packets]:
+            try:
+                out.mux(packet)
+            except av.error.ArgumentError as e:
+                # The muxer refuses a packet of a damaged file (typically a dts going
+                # backwards) before writing anything: leave that packet out, keep the rest.
+                self.dropped += 1
+                log.debug("%s: %s: left out a packet at dts %s: %s", self.path, _describe(self.source), packet.dts, e)
 
 
 class _CopyRoute(_Route):
     """Bit-exact remux: payload untouched, pts/dts rescaled by the muxer."""
-
-    def __init__(self, target: av.stream.Stream) -> None:
-        self.target = target
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
         # demux() ends each stream with an empty packet meant to flush decoders.
         if packet.pts is None and packet.dts is None and packet.size == 0:
             return
         packet.stream = self.target
-        out.mux(packet)
+        self._mux(out, packet)
 
 
 class _AudioEncodeRoute(_Route):
     """Decode and re-encode audio the container cannot hold as is (PCM into MP4)."""
 
-    def __init__(self, source: av.AudioStream, target: av.AudioStream, path: str) -> None:
-        self.source, self.target, self.path = source, target, path
-        self.errors = 0
-
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
         try:
             frames = packet.decode()
+            # Keep the source's timing: PyAV rescales pts from the frame's time base.
+            encoded = [p for frame in frames for p in self.target.encode(frame)]
         except av.error.FFmpegError as e:
-            self.errors += 1
+            self.dropped += 1
             log.debug("%s: skipped a damaged audio packet at pts %s: %s", self.path, packet.pts, e)
             return
-        for frame in frames:
-            # Keep the source's timing: PyAV rescales pts from the frame's time base.
-            out.mux(self.target.encode(frame))
+        self._mux(out, encoded)
 
     def flush(self, out: av.container.OutputContainer) -> None:
-        out.mux(self.target.encode(None))
-        if self.errors:
-            # One line for the whole stream (details are in the debug log).
-            log.warning(
-                "%s: %d damaged packet(s) of audio stream #%d were skipped; the audio has gaps there",
-                self.path, self.errors, self.source.index,
-            )
+        self._mux(out, self.target.encode(None))
+        super().flush(out)
 
 
 class _SubtitleConvertRoute(_Route):
     """Text subtitles re-encoded for the container (SRT/ASS -> mov_text, mov_text -> SRT)."""
-
-    def __init__(self, source: av.stream.Stream, target: av.stream.Stream, path: str) -> None:
-        self.source, self.target, self.path = source, target, path
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
         if packet.size == 0:
@@ -801,7 +809,8 @@ class _SubtitleConvertRoute(_Route):
                 return
             encoded = self.target.codec_context.encode_subtitle(subtitle)
         except av.error.FFmpegError as e:
-            log.warning("%s: skipped a subtitle at pts %s that could not be converted: %s", self.path, packet.pts, e)
+            self.dropped += 1
+            log.debug("%s: skipped a subtitle at pts %s that could not be converted: %s", self.path, packet.pts, e)
             return
         # Timing from the source packet, in its own time base: the subtitle's own
         # fields are relative display times, not positions in the file.
@@ -809,7 +818,7 @@ class _SubtitleConvertRoute(_Route):
         encoded.pts = encoded.dts = packet.pts
         encoded.duration = packet.duration
         encoded.stream = self.target
-        out.mux(encoded)
+        self._mux(out, encoded)
 
 
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
@@ -835,14 +844,16 @@ def _plan_stream(
     # PCM is legal in MP4 (ISO 23003-5) but most players cannot play it there.
     pcm_in_mp4 = stream.type == "audio" and fmt == "mp4" and codec.startswith("pcm_")
     # Data streams (timecode, camera metadata) are the ones muxers accept in the
-    # header and refuse later; a real packet settles it.
-    sample = _first_packet(path, stream.index) if stream.type == "data" else None
+    # header and refuse later; a real packet settles it. So does it for a damaged
+    # audio stream (AAC without its decoder config: Matroska refuses it at the
+    # first packet, which would sink the whole output).
+    sample = _first_packet(path, stream.index) if stream.type != "attachment" else None
     reason = "MP4 players rarely support PCM audio" if pcm_in_mp4 else _muxer_rejects(fmt, stream, sample)
     if reason is None:
         target = out.add_stream_from_template(stream)
         _copy_tags(stream.metadata, target.metadata)
         target.disposition = stream.disposition
-        return _CopyRoute(target)
+        return _CopyRoute(stream, target, path)
 
     fits = [
         ext
@@ -931,6 +942,15 @@ def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, 
     return y0, y1, x0, x1
 
 
+def _even_box(box: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` even-aligned and clipped around an xyxy box, or ``None`` if empty."""
+    x0, y0 = max(0, int(np.floor(box[0]))) & ~1, max(0, int(np.floor(box[1]))) & ~1
+    x1, y1 = min(w, (int(np.ceil(box[2])) + 1) & ~1), min(h, (int(np.ceil(box[3])) + 1) & ~1)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return y0, y1, x0, x1
+
+
 class _FrameComposer:
     """Builds the yuv420p frame to encode from the decoded frame and ``process``'s output.
 
@@ -955,10 +975,17 @@ class _FrameComposer:
             w, h = h, w
         return frame.format.name == "yuv420p" and frame.color_range != 2 and (frame.width, frame.height) == (w, h)
 
-    def compose(self, frame: av.VideoFrame, before: np.ndarray | None, after: np.ndarray) -> av.VideoFrame:
+    def compose(
+        self,
+        frame: av.VideoFrame,
+        before: np.ndarray | None,
+        after: np.ndarray,
+        changed: np.ndarray | None = None,
+    ) -> av.VideoFrame:
         """``after``: ``(H, W, 3) uint8`` BGR display picture; ``before``: its copy taken
-        before ``process`` ran, or ``None`` when ``frame`` cannot be passed through."""
-        if before is None:
+        before ``process`` ran, or ``None`` when ``frame`` cannot be passed through or
+        ``changed`` says where ``process`` drew (``(n, 4)`` xyxy display boxes)."""
+        if before is None and changed is None:
             out = _bgr_to_yuv(self._pad(after), frame.colorspace)
         else:
             out = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
@@ -966,11 +993,18 @@ class _FrameComposer:
             for src, dst in zip(frame.planes, out.planes, strict=True):
                 plane = _plane(src)
                 _plane(dst)[...] = np.rot90(plane, k) if k else plane
-            box = _changed_box(before, after)
-            if box is not None:
+            h, w = after.shape[:2]
+            if changed is not None:
+                boxes = [_even_box(b, w, h) for b in changed]
+            else:
+                assert before is not None
+                boxes = [_changed_box(before, after)]
+            dst_planes = [_plane(p) for p in out.planes]
+            for box in boxes:
+                if box is None:
+                    continue
                 y0, y1, x0, x1 = box
                 patch = _bgr_to_yuv(np.ascontiguousarray(after[y0:y1, x0:x1]), frame.colorspace)
-                dst_planes = [_plane(p) for p in out.planes]
                 dst_planes[0][y0:y1, x0:x1] = _plane(patch.planes[0])
                 for c in (1, 2):
                     dst_planes[c][y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = _plane(patch.planes[c])
@@ -1006,6 +1040,7 @@ def transcode(
     settings: EncodeSettings = EncodeSettings(),
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    reports_changes: bool = False,
 ) -> list[str]:
     """Re-encode ``info.path`` to ``dst`` with every frame passed through ``process``.
 
@@ -1035,6 +1070,10 @@ def transcode(
         settings: x264 quality and speed.
         overwrite: replace an existing ``dst``.
         progress: called after each frame with the number of frames written so far.
+        reports_changes: ``process`` returns ``(image, boxes)``, where ``(n, 4)`` xyxy
+            ``boxes`` hold every pixel it changed. Only those regions are converted
+            back to YUV, and no before/after comparison is needed (it cost ~3 ms per
+            720p frame, as much as the rest of the render).
 
     Returns:
         Warnings: one human sentence per stream that was converted or left out.
@@ -1056,7 +1095,7 @@ def transcode(
     tmp = _temp_path(dst)
     try:
         try:
-            warnings, written, exact_input = _encode(info, tmp, fmt, process, settings, progress)
+            warnings, written, exact_input = _encode(info, tmp, fmt, process, settings, progress, reports_changes)
             _verify(info, tmp, written, exact_input)
             os.replace(tmp, dst)
         except (OSError, av.error.FFmpegError) as e:
@@ -1089,6 +1128,7 @@ def _encode(
     process: Callable[[DecodedFrame], np.ndarray],
     settings: EncodeSettings,
     progress: Callable[[int], None] | None,
+    reports_changes: bool = False,
 ) -> tuple[list[str], _Written, bool]:
     """Write ``tmp``; return (warnings, what was written, whether the input's frame count was exact)."""
     src = Path(info.path)
@@ -1165,14 +1205,19 @@ def _encode(
                     frame = _resized(frame, stored_size)
                 if composer.passthrough(frame):
                     image = _to_display(frame, info.rotation)
-                    before = image.copy()
+                    before = None if reports_changes else image.copy()
                 else:
                     # Every pixel goes through BGR and back: convert accurately both ways.
                     image = _to_display(frame, info.rotation, interpolation=_ACCURATE_TO_RGB)
                     before = None
                 decoded = DecodedFrame(index, time, image)
-                image = _check_processed(process(decoded), decoded.image.shape, index)
-                encoded = composer.compose(frame, before, image)
+                result = process(decoded)
+                changed = None
+                if reports_changes:
+                    result, changed = result  # type: ignore[misc]
+                    changed = np.asarray(changed, np.float32).reshape(-1, 4)
+                image = _check_processed(result, decoded.image.shape, index)
+                encoded = composer.compose(frame, before, image, changed if composer.passthrough(frame) else None)
                 pts = frame.pts
                 if pts is None:
                     pts = round((Fraction(info.start_time) + index / info.fps) / in_tb)

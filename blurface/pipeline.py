@@ -202,7 +202,7 @@ def _embed_until_clear(
         out.append(engine.embed(crop, box[None])[0])
         evidence = np.concatenate([prior.reshape(-1, 128), np.stack(out)])
         if len(evidence) >= 2 and people:
-            best = min(track_distance(distances(evidence, ref).min(axis=1)) for ref in people)
+            best = min(track_distance(np.median(distances(evidence, ref), axis=1)) for ref in people)
             if best <= low or best > high:
                 break
     return np.stack(out).astype(np.float32)
@@ -503,7 +503,7 @@ def render(
     boxes = np.zeros((0, 4), np.float32)
     masked_frames = masked_boxes = 0
 
-    def process(frame: DecodedFrame) -> np.ndarray:
+    def process(frame: DecodedFrame) -> tuple[np.ndarray, np.ndarray]:
         nonlocal position, boxes, masked_frames, masked_boxes
         while position < frame.index:
             boxes = next(masks, np.zeros((0, 4), np.float32))
@@ -515,10 +515,13 @@ def render(
             masked_boxes += len(boxes)
         if progress:
             progress("render", 1)
-        return image
+        # Telling the encoder where the masks are spares it comparing whole frames.
+        return image, masker.regions(boxes)
 
     started = time.perf_counter()
-    warnings = media.transcode(info, dst, process, settings=settings.encode, overwrite=overwrite)
+    warnings = media.transcode(
+        info, dst, process, settings=settings.encode, overwrite=overwrite, reports_changes=True
+    )
     return Result(
         output=str(dst),
         frames=position + 1,

@@ -284,7 +284,10 @@ class Plan:
                 json.dump(self.to_json(), f, indent=1)
             os.replace(tmp, path)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:  # the folder itself is the problem (missing, or a file)
+                pass
             raise InputError(f"cannot write plan {str(path)!r}: {e.strerror or e}") from e
 
     @classmethod

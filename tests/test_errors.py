@@ -851,6 +851,42 @@ def test_verify_report_may_not_replace_the_video(video_factory, tmp_path, capsys
     assert snapshot(src, photo) == before
 
 
+@pytest.mark.parametrize(
+    ("case", "words"),
+    [
+        ("under-a-file", ["somefile", "is a file, not a folder", "gallery.npz"]),
+        ("missing-folder", ["nowhere", "does not exist"]),
+        ("exists", ["taken.npz", "exists: use --overwrite"]),
+        ("not-npz", ["gallery.json", "must end in .npz"]),
+    ],
+)
+def test_enroll_refuses_a_bad_gallery_path_before_any_work(case, words, tmp_path, out_dir, capsys):
+    photo = write_image(tmp_path / "face.png", face_photo(300))
+    (out_dir / "somefile").write_text("a regular file")
+    (out_dir / "taken.npz").write_bytes(b"keep me")
+    dst = {
+        "under-a-file": out_dir / "somefile" / "gallery.npz",
+        "missing-folder": out_dir / "nowhere" / "gallery.npz",
+        "exists": out_dir / "taken.npz",
+        "not-npz": out_dir / "gallery.json",
+    }[case]
+    before = snapshot(photo, out_dir / "somefile", out_dir / "taken.npz")
+    code, lines = run_cli(capsys, "enroll", photo, "-o", dst, "-q")
+    assert code == 2
+    assert_one_clean_line(lines, *words)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["somefile", "taken.npz"]
+    assert snapshot(photo, out_dir / "somefile", out_dir / "taken.npz") == before
+
+
+def test_verify_refuses_a_damaged_video_in_one_line(tmp_path, capsys):
+    src = _write(tmp_path / "noise.mp4", np.random.default_rng(3).bytes(5000))
+    photo = write_image(tmp_path / "face.png", face_photo(300))
+    code, lines = run_cli(capsys, "verify", src, "--target", photo, "-q", "--report", tmp_path / "r.json")
+    assert code == 2
+    assert_one_clean_line(lines, "noise.mp4", "not a readable video")
+    assert not (tmp_path / "r.json").exists()
+
+
 def test_debug_log_never_shows_embeddings(tmp_path, out_dir, capsys):
     """--debug on a clip with the target's face: logs, but no 128-number embedding (biometric data)."""
     src = face_clip(tmp_path / "face.mp4")
