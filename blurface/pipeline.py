@@ -31,7 +31,7 @@ from .gallery import Gallery
 from .mask import DEFAULT_PAD, Blur, Masker, Pixelate, Solid
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
 from .track import FaceTracker, SceneCutDetector, extend_track
-from .types import DecodedFrame, Faces, InputError, Mode, Result, Track, VideoInfo
+from .types import SOURCE_DETECTED, DecodedFrame, Faces, InputError, Mode, Result, Track, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -146,6 +146,35 @@ def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cx2, cy2 = min(w, int(math.ceil(x2 + mx))), min(h, int(math.ceil(y2 + my)))
     crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
     return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)
+
+
+def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> int:
+    """Frames until a track's end box, moving as its last detections did, is fully out of frame.
+
+    ``at_end=False`` looks backwards from the first detection (a face that entered).
+    0 when the face is not moving towards an edge it is near.
+    """
+    detected = np.flatnonzero(track.source == SOURCE_DETECTED)
+    if len(detected) < 2:
+        return 0
+    i1, i0 = (detected[-1], detected[-2]) if at_end else (detected[0], detected[1])
+    span = float(track.frames[i1] - track.frames[i0])
+    if span == 0:
+        return 0
+    box, prev = track.xyxy[i1], track.xyxy[i0]
+    vx = ((box[0] + box[2]) - (prev[0] + prev[2])) / 2 / span  # pixels per frame, outward in time
+    vy = ((box[1] + box[3]) - (prev[1] + prev[3])) / 2 / span
+    w, h = box[2] - box[0], box[3] - box[1]
+    steps = []
+    if vx > 0 and box[2] > width - w:
+        steps.append((width - box[0]) / vx)
+    if vx < 0 and box[0] < w:
+        steps.append(box[2] / -vx)
+    if vy > 0 and box[3] > height - h:
+        steps.append((height - box[1]) / vy)
+    if vy < 0 and box[1] < h:
+        steps.append(box[3] / -vy)
+    return int(np.ceil(min(steps))) + 1 if steps else 0
 
 
 def _merge(hog: Faces, cnn: Faces) -> Faces:
@@ -330,7 +359,7 @@ class Analyser:
         self._collect_decisions(wait=True)
         exclude_simultaneous(self.tracks, self.decision)
         frame_count = len(times)
-        self._extend(frame_count, fps)
+        self._extend(frame_count, fps, info.width, info.height)
         self.tracks.sort(key=lambda t: (t.first, t.id))
         settings = {
             "analysis": asdict(s),
@@ -440,7 +469,7 @@ class Analyser:
                 self._embedder = None
             return _embed_until_clear(*args, self.engine)
 
-    def _extend(self, frame_count: int, fps: float) -> None:
+    def _extend(self, frame_count: int, fps: float, width: int, height: int) -> None:
         n = max(1, round(self.settings.extend_seconds * fps), self.settings.detect_every)
         gap = max(n, round(self.settings.max_gap_seconds * fps))
         bounds = self.cuts + [frame_count]
@@ -452,6 +481,10 @@ class Analyser:
             # after it starts) is a detector miss, not a face leaving: cover up to the cut.
             before = t.first - lo if t.first - lo <= gap else n
             after = hi - t.last if hi - t.last <= gap else n
+            # A face leaving (or entering) through an edge is lost by the detector while
+            # half of it still shows: cover it until its path has taken it out of frame.
+            before = max(before, min(gap, _frames_to_leave(t, width, height, at_end=False)))
+            after = max(after, min(gap, _frames_to_leave(t, width, height, at_end=True)))
             extended.append(extend_track(t, before=before, after=after, lo=lo, hi=hi))
         self.tracks = extended
 
