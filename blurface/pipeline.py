@@ -158,7 +158,7 @@ def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> 
     if len(detected) < 2:
         return 0
     i1, i0 = (detected[-1], detected[-2]) if at_end else (detected[0], detected[1])
-    span = float(track.frames[i1] - track.frames[i0])
+    span = abs(float(track.frames[i1] - track.frames[i0]))
     if span == 0:
         return 0
     box, prev = track.xyxy[i1], track.xyxy[i0]
