@@ -28,9 +28,7 @@ from synth import TARGET, TARGET_REFERENCE, make_clip  # noqa: E402
 
 from blurface.evaluate import load_truth, score  # noqa: E402
 from blurface.faces import FaceEngine  # noqa: E402
-import numpy as np  # noqa: E402
-
-from blurface.gallery import Gallery, Person, person_from_photos  # noqa: E402
+from blurface.gallery import Gallery, person_from_paths  # noqa: E402
 from blurface.pipeline import blur_video  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "media"
@@ -65,8 +63,7 @@ def run_case(case: Case, workdir: Path, engine: FaceEngine) -> dict:
 
 def _one_person(photos: list[Path], engine: FaceEngine) -> Gallery:
     """All photos as one person (what `blurface enroll` does)."""
-    people = [person_from_photos(p, engine) for p in photos]
-    return Gallery([Person(people[0].name, np.concatenate([p.embeddings for p in people]), [str(p) for p in photos])])
+    return Gallery([person_from_paths(list(photos), engine, name=photos[0].stem)])
 
 
 def main() -> int:

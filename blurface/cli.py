@@ -302,7 +302,7 @@ def _check_side_file(path: str, option: str, protected: list[str | Path]) -> Non
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from .faces import FaceEngine
-    from .gallery import Gallery, person_from_photos
+    from .gallery import Gallery, person_from_paths
 
     out = Path(args.output)
     if out.suffix.lower() != ".npz":
@@ -310,17 +310,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
     _check_side_file(args.output, "--output", list(args.photos))
-    engine = FaceEngine()
-    people = [person_from_photos(p, engine, strict=args.strict_reference) for p in args.photos]
-    import numpy as np
-
-    from .gallery import Person
-
-    person = Person(
-        args.name or out.stem,
-        np.concatenate([p.embeddings for p in people]),
-        [s for p in people for s in p.sources],
-    )
+    person = person_from_paths(args.photos, FaceEngine(), name=args.name or out.stem, strict=args.strict_reference)
     Gallery([person]).save(out)
     if not args.quiet:
         print(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)", file=sys.stderr)

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from .faces import FaceEngine, distances
+from .files import write_atomically
 from .types import EMBEDDING_DIM, Faces, GalleryError
 
 log = logging.getLogger(__name__)
@@ -120,23 +121,18 @@ class Gallery:
             raise GalleryError("cannot save an empty gallery: give at least one photo with a face")
         embeddings = np.concatenate([p.embeddings for p in self.people]).astype(np.float32)
         person = np.concatenate([np.full(len(p.embeddings), i, np.int32) for i, p in enumerate(self.people)])
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        try:
-            np.savez(
-                tmp,
-                version=np.int32(GALLERY_VERSION),
-                names=np.array(self.names, dtype=np.str_),
-                embeddings=embeddings,
-                person=person,
-            )
-            os.replace(tmp, path)
-        except OSError as e:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:  # the folder itself is the problem (missing, or a file)
-                pass
-            raise GalleryError(f"cannot write gallery {str(path)!r}: {e.strerror or e}") from e
+        def write(tmp: Path) -> None:
+            # A file object, so np.savez does not append ".npz" to the name.
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    version=np.int32(GALLERY_VERSION),
+                    names=np.array(self.names, dtype=np.str_),
+                    embeddings=embeddings,
+                    person=person,
+                )
+
+        write_atomically(path, write, what="gallery", error=GalleryError)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Gallery:
@@ -238,6 +234,18 @@ def person_from_photos(path: str | os.PathLike, engine: FaceEngine, *, strict: b
         embeddings.append(engine.embed(image, box[None], jitters=_REFERENCE_JITTERS)[0])
         sources.append(str(photo))
     return Person(path.stem, np.stack(embeddings).astype(np.float32), sources)
+
+
+def person_from_paths(
+    paths: list[str | os.PathLike], engine: FaceEngine, *, name: str, strict: bool = False
+) -> Person:
+    """All of ``paths`` (photos and folders of photos) as one person called ``name``.
+
+    Raises:
+        GalleryError: see :meth:`Gallery.from_paths`.
+    """
+    parts = [person_from_photos(p, engine, strict=strict) for p in paths]
+    return Person(name, np.concatenate([p.embeddings for p in parts]), [s for p in parts for s in p.sources])
 
 
 def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, strict: bool) -> np.ndarray:

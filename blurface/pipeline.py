@@ -612,7 +612,8 @@ def blur_video(
     started = time.perf_counter()
     plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress)
     analysed = time.perf_counter() - started
+    result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
+    # Written only once the video is: an interrupted run leaves neither behind.
     if plan_path is not None:
         plan.save(plan_path)
-    result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
     return replace(result, seconds_analyse=analysed)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import write_atomically
 from .types import (
     SOURCE_NAMES,
     InputError,
@@ -277,18 +278,11 @@ class Plan:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as JSON (embeddings are never written: they are biometric data)."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        try:
+        def write(tmp: Path) -> None:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(self.to_json(), f, indent=1)
-            os.replace(tmp, path)
-        except OSError as e:
-            try:
-                tmp.unlink(missing_ok=True)
-            except OSError:  # the folder itself is the problem (missing, or a file)
-                pass
-            raise InputError(f"cannot write plan {str(path)!r}: {e.strerror or e}") from e
+
+        write_atomically(path, write, what="plan", error=InputError)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Plan:

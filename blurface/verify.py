@@ -21,6 +21,7 @@ import numpy as np
 
 from . import media
 from .faces import FaceEngine
+from .files import write_atomically
 from .gallery import Gallery
 from .plan import DEFAULT_UNSURE_MARGIN
 from .types import Faces, InputError
@@ -70,10 +71,11 @@ class VerifyReport:
             "near_margin": self.near_margin,
             "near": [asdict(h) for h in self.near],
         }
-        try:
-            Path(path).write_text(json.dumps(data, indent=1), encoding="utf-8")
-        except OSError as e:
-            raise InputError(f"cannot write report {str(path)!r}: {e.strerror or e}") from e
+        # Whole or nothing: an interrupted write must not leave a report that reads "clean".
+        write_atomically(
+            path, lambda tmp: tmp.write_text(json.dumps(data, indent=1), encoding="utf-8"),
+            what="report", error=InputError,
+        )
 
 
 def _sensitive_hog(engine: FaceEngine, image: np.ndarray) -> Faces:
