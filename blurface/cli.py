@@ -209,17 +209,24 @@ def _setup_logging(quiet: bool, debug: bool) -> None:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises :class:`Interrupted` so the same cleanup as for Ctrl-C runs."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises :class:`Interrupted`, and SIGINT ``KeyboardInterrupt``, so both clean up.
+
+    SIGINT is set explicitly: a process started in the background of a script inherits
+    it *ignored* (bash does that to background jobs), and Python keeps an inherited
+    ignore, so Ctrl-C or ``kill -INT`` would otherwise be silently lost.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous_term = signal.signal(signal.SIGTERM, handler)
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous_term)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazily below
@@ -430,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
         except SystemExit as e:  # --help and --version exit through argparse
             return int(e.code or 0)
         _setup_logging(args.quiet, args.debug)
-        with _sigterm_as_interrupt():
+        with _signals_as_interrupt():
             return command(args)
     except _UsageError as e:
         print(_one_line(f"{e}{_dash_hint(argv)}"), file=sys.stderr)
