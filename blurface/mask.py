@@ -38,6 +38,12 @@ def padded_boxes(boxes: np.ndarray, pad: float) -> np.ndarray:
     return out
 
 
+def _shrink(region: np.ndarray, cells: int) -> np.ndarray:
+    """``region`` averaged down to ``cells`` samples across (keeping its aspect): the lossy step."""
+    h, w = region.shape[:2]
+    return cv2.resize(region, (cells, max(2, round(cells * h / max(w, 1)))), interpolation=cv2.INTER_AREA)
+
+
 class Effect(Protocol):
     """Something that hides the pixels of a region. ``region`` is a BGR view, changed in place."""
 
@@ -62,8 +68,7 @@ class Blur:
 
     def hide(self, region: np.ndarray) -> np.ndarray:
         h, w = region.shape[:2]
-        aspect = h / max(w, 1)
-        small = cv2.resize(region, (self.cells, max(2, round(self.cells * aspect))), interpolation=cv2.INTER_AREA)
+        small = _shrink(region, self.cells)
         # Smoothing at a tenth of the size costs ~0.1 ms where a full-size Gaussian
         # with a face-sized kernel cost ~8 ms per 300 px face.
         mid_w, mid_h = max(4, w // 10), max(4, h // 10)
@@ -81,9 +86,7 @@ class Pixelate:
 
     def hide(self, region: np.ndarray) -> np.ndarray:
         h, w = region.shape[:2]
-        aspect = h / max(w, 1)
-        small = cv2.resize(region, (self.cells, max(2, round(self.cells * aspect))), interpolation=cv2.INTER_AREA)
-        return cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+        return cv2.resize(_shrink(region, self.cells), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
 class Solid:

@@ -28,7 +28,7 @@ import numpy as np
 from . import media
 from .faces import HOG_MIN_FACE_PX, FaceEngine, distances, sharpness
 from .gallery import Gallery
-from .mask import DEFAULT_PAD, Blur, Masker, Pixelate, Solid
+from .mask import DEFAULT_PAD, EFFECTS, Masker
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
 from .track import FaceTracker, SceneCutDetector, extend_track
 from .types import SOURCE_DETECTED, DecodedFrame, Faces, InputError, Mode, Result, Track, VideoInfo
@@ -92,10 +92,9 @@ class RenderSettings:
     encode: media.EncodeSettings = field(default_factory=media.EncodeSettings)
 
     def masker(self) -> Masker:
-        effects = {"blur": Blur, "pixelate": Pixelate, "solid": Solid}
-        if self.effect not in effects:
-            raise InputError(f"unknown mask effect {self.effect!r}: use one of {', '.join(effects)}")
-        return Masker(effects[self.effect](), shape=self.shape, pad=self.pad)  # type: ignore[arg-type]
+        if self.effect not in EFFECTS:
+            raise InputError(f"unknown mask effect {self.effect!r}: use one of {', '.join(EFFECTS)}")
+        return Masker(EFFECTS[self.effect](), shape=self.shape, pad=self.pad)  # type: ignore[arg-type]
 
 
 def min_face_px(settings: AnalysisSettings, frame_height: int) -> float:
