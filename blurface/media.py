@@ -448,7 +448,7 @@ def _luma(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None) -> 
         w, h = size if rotation not in (90, 270) else (size[1], size[0])
     if frame.format.name in _LUMA_FIRST:
         plane = frame.planes[0]
-        y = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : frame.width]
+        y = _plane(plane)
         if (w, h) == (frame.width, frame.height):
             image = y
         else:
@@ -469,8 +469,7 @@ def _thumbnail(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
         planes = []
         for plane in frame.planes[:3]:
-            data = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
-            planes.append(cv2.resize(data, (w, h), interpolation=cv2.INTER_AREA))
+            planes.append(cv2.resize(_plane(plane), (w, h), interpolation=cv2.INTER_AREA))
         thumb = cv2.cvtColor(cv2.merge(planes), cv2.COLOR_YUV2BGR)
     else:
         thumb = frame.to_ndarray(width=w, height=h, format="bgr24")

@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from . import media
-from .faces import HOG_MIN_FACE_PX, FaceEngine, distances, sharpness
+from .faces import HOG_MIN_FACE_PX, FaceEngine, sharpness
 from .gallery import Gallery
 from .mask import DEFAULT_PAD, EFFECTS, Masker
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
@@ -207,7 +207,7 @@ def _worker_init() -> None:
 def _embed_until_clear(
     items: list[tuple[np.ndarray, np.ndarray]],
     prior: np.ndarray,
-    people: list[np.ndarray],
+    people: Gallery,
     low: float,
     high: float,
     engine: FaceEngine | None = None,
@@ -217,7 +217,7 @@ def _embed_until_clear(
     Args:
         items: ``(crop BGR, box in crop)`` pairs, best quality first.
         prior: ``(m, 128)`` embeddings the track already has (from the tracker).
-        people: each relevant person's reference embeddings.
+        people: the relevant people; distances are the decision's own (``Gallery.distances``).
         low, high: the decision is clear below ``low`` or above ``high``.
 
     Returns:
@@ -229,8 +229,9 @@ def _embed_until_clear(
     for crop, box in items:
         out.append(engine.embed(crop, box[None])[0])
         evidence = np.concatenate([prior.reshape(-1, 128), np.stack(out)])
-        if len(evidence) >= 2 and people:
-            best = min(track_distance(np.median(distances(evidence, ref), axis=1)) for ref in people)
+        if len(evidence) >= 2 and len(people):
+            d = people.distances(evidence)
+            best = min(track_distance(d[:, j]) for j in range(d.shape[1]))
             if best <= low or best > high:
                 break
     return np.stack(out).astype(np.float32)
@@ -416,14 +417,14 @@ class Analyser:
     def _finish_tracks(self, finished: list[Track]) -> None:
         """Start embedding each finished track's crops; it is decided once they are back."""
         relevant = [j for j, n in enumerate(self.gallery.names) if n in self.decision.people]
-        people = [self.gallery.people[j].embeddings for j in relevant]
+        people = Gallery([self.gallery.people[j] for j in relevant])
         low = self.decision.tolerance - _CLEAR_MARGIN
         high = self.decision.tolerance + self.decision.unsure_margin + _CLEAR_MARGIN
         for track in finished:
             buf = self._buffers.pop(track.id, None)
             job: Future | np.ndarray | None = None
             args: tuple = ()
-            if self.decision.mode != "all" and buf is not None and buf.items and people:
+            if self.decision.mode != "all" and buf is not None and buf.items and len(people):
                 items = [(crop, box) for _, _, crop, box in buf.items]  # best quality first
                 track.embedding_frames = np.concatenate(
                     [track.embedding_frames, np.array([f for _, f, _, _ in buf.items], np.int64)]
