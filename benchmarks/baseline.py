@@ -19,8 +19,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import cv2  # noqa: E402
+import dlib  # noqa: E402
+
 from blurface import media  # noqa: E402
-from blurface.faces import FaceEngine  # noqa: E402
+from blurface.faces import Embedder, FaceEngine  # noqa: E402
 from blurface.gallery import Gallery  # noqa: E402
 from blurface.mask import Blur, Masker  # noqa: E402
 from blurface.types import DecodedFrame  # noqa: E402
@@ -28,8 +31,14 @@ from blurface.types import DecodedFrame  # noqa: E402
 
 def naive_blur(src: str | Path, dst: str | Path, gallery: Gallery, *, tolerance: float = 0.6,
                max_frames: int | None = None) -> dict:
-    """Mask per frame; returns frames, seconds, and faces embedded."""
-    engine = FaceEngine(threshold=0.0)
+    """Mask per frame; returns frames, seconds, and faces embedded.
+
+    The naive approach as people write it: dlib's HOG detector at full resolution with
+    one upsample on every frame (blurface itself no longer uses HOG), an embedding for
+    every face, a mask where it matches. No tracking, no whole-track decisions.
+    """
+    hog = dlib.get_frontal_face_detector()
+    embedder = Embedder()
     masker = Masker(Blur())
     info = media.probe(src)
     stats = {"frames": 0, "faces": 0, "masked": 0}
@@ -39,14 +48,16 @@ def naive_blur(src: str | Path, dst: str | Path, gallery: Gallery, *, tolerance:
         if max_frames is not None and frame.index >= max_frames:
             return image
         stats["frames"] += 1
-        faces = engine.detect(image, upsample=1)
-        if len(faces):
-            stats["faces"] += len(faces)
-            d = gallery.distances(engine.embed(image, faces.xyxy)).min(axis=1)
+        rects = hog(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), 1)
+        xyxy = np.array([[r.left(), r.top(), r.right() + 1, r.bottom() + 1] for r in rects], np.float32).reshape(-1, 4)
+        if len(xyxy):
+            stats["faces"] += len(xyxy)
+            # HOG's own boxes are what dlib's landmark model expects: embed them as they are.
+            d = gallery.distances(embedder.embed_dlib_box(image, xyxy)).min(axis=1)
             hit = d <= tolerance
             if hit.any():
                 stats["masked"] += int(hit.sum())
-                masker.apply(image, faces.xyxy[hit])
+                masker.apply(image, xyxy[hit])
         return image
 
     started = time.perf_counter()

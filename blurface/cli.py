@@ -95,9 +95,11 @@ def _blur_parser() -> argparse.ArgumentParser:
                       help="grow each face box by F times its size per side to cover hair, ears and chin (default 0.4)")
     speed = p.add_argument_group("speed and quality")
     mode = speed.add_mutually_exclusive_group()
-    mode.add_argument("--fast", action="store_true", help="detect less often, larger faces only")
+    mode.add_argument("--fast", action="store_true",
+                      help="faces from 1/20 of the frame height (36 px at 720p), whole-frame passes less often")
     mode.add_argument("--thorough", action="store_true",
-                      help="detect every frame, smaller faces, and add CNN sweeps that find turned and dim faces (slow)")
+                      help="faces from 1/45 of the height (16 px at 720p), a more sensitive detector, "
+                      "whole-frame passes every 3rd frame (slower)")
     speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
     speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
     p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
@@ -120,14 +122,12 @@ def _enroll_parser() -> argparse.ArgumentParser:
 def _verify_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="blurface verify",
-        description="Re-examine a finished video, every frame, with more sensitive detectors; "
+        description="Re-examine a finished video, every whole frame at full resolution, with a more sensitive detector; "
         "exit 1 if a face still matches the target.",
     )
     p.add_argument("video", help="the anonymised video to check")
     p.add_argument("--target", action="append", required=True, metavar="PHOTO|DIR|NPZ", help="the person (repeatable)")
     _add_matching(p)
-    p.add_argument("--cnn-every", type=int, default=10, metavar="N",
-                   help="also run the CNN detector every N frames (0 = never; default 10)")
     p.add_argument("--report", metavar="JSON", help="write the findings as JSON")
     _add_common(p)
     return p
@@ -329,14 +329,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .gallery import Gallery
     from .verify import verify
 
-    if args.cnn_every < 0:
-        raise _UsageError(f"blurface verify: --cnn-every {args.cnn_every} is negative: use 0 (never) or more")
     if args.report:
         _check_side_file(args.report, "--report", [args.video, *args.target])
     from . import media
 
     info = media.probe(args.video)
-    engine = FaceEngine(load_cnn=args.cnn_every > 0)
+    engine = FaceEngine()
     gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
@@ -345,7 +343,6 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             gallery,
             engine=engine,
             tolerance=0.6 if args.tolerance is None else args.tolerance,
-            cnn_every=args.cnn_every,
             progress=bars,
         )
     finally:

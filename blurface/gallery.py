@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .faces import FaceEngine, distances
+from .embedding import person_distances
+from .faces import FaceEngine
 from .files import write_atomically
 from .types import EMBEDDING_DIM, Faces, GalleryError
 
@@ -28,7 +29,9 @@ GALLERY_VERSION = 1
 # A face narrower than this gives an embedding too noisy to match on.
 MIN_REFERENCE_FACE_PX = 40
 # Large photos are shrunk before detection: faces in them are big, and HOG's cost grows with pixels.
-_DETECT_MAX_SIDE = 1200
+_DETECT_MAX_SIDE = 800
+# Detector score above which a face in a reference photo is taken as certain.
+_SURE_SCORE = 0.5
 # Jittered copies averaged per reference face: 5x the cost of one embedding, paid once per photo.
 _REFERENCE_JITTERS = 5
 # Sanity bounds for loaded files, so a hostile .npz cannot make us allocate without limit.
@@ -68,13 +71,9 @@ class Gallery:
         self.people.extend(other.people)
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """Distance of each embedding to each person.
+        """Distance of each embedding to each person: the median over the person's photos.
 
-        A person's distance is the median over their photos, not the minimum: the
-        minimum falls for *everyone* as photos are added (more chances of a chance
-        likeness). Measured on the hamilton audience with 5 photos of Obama: median
-        distances Obama 0.648, Lin 0.731 (one photo: 0.649, 0.749); with the minimum
-        Lin dropped to 0.692 and was masked as unsure.
+        See :func:`blurface.embedding.person_distances` for why the median.
 
         Args:
             embeddings: ``(n, 128)`` float32.
@@ -82,12 +81,7 @@ class Gallery:
         Returns:
             ``(n, P)`` float32 distances to each person, in gallery order.
         """
-        embeddings = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
-        out = np.full((len(embeddings), len(self.people)), np.inf, np.float32)
-        for j, person in enumerate(self.people):
-            if len(embeddings) and len(person.embeddings):
-                out[:, j] = np.median(distances(embeddings, person.embeddings), axis=1)
-        return out
+        return person_distances(embeddings, [p.embeddings for p in self.people])
 
     # ----- building -------------------------------------------------------------------------
 
@@ -270,39 +264,14 @@ def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, stric
 
 
 def detect_reference_faces(image: np.ndarray, engine: FaceEngine) -> Faces:
-    """Faces in a still photo: HOG on a shrunk copy, then upsampled HOG, then the CNN detector."""
+    """Faces in a still photo, looked for with the engine's detector at up to 800 px on the long side.
+
+    Only confident faces (score >= 0.5) count when there are any: a reference photo is
+    chosen by a person, and a face-like pattern in it (seen on the astronaut's suit with
+    HOG) must not become "the largest face".
+    """
     h, w = image.shape[:2]
     scale = min(1.0, _DETECT_MAX_SIDE / max(h, w))
-    small = image if scale == 1.0 else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-    # dlib's own threshold (0) first: the video setting (-0.2) also finds face-like
-    # patterns, which in a photo can be larger than the face (seen on the astronaut's suit).
-    for upsample in (0, 1):
-        faces = engine.detect_array(rgb, scale=scale, upsample=upsample, threshold=0.0)
-        if len(faces) == 1:
-            return faces
-        if len(faces) > 1:
-            # "Use the largest face" must not pick a face-like patch (seen on the astronaut's
-            # suit, larger than her face): keep the HOG faces the CNN also sees.
-            cnn = _cnn_faces(image, engine)
-            confirmed = [i for i, box in enumerate(faces.xyxy) if any(_iou(box, c) > 0.3 for c in cnn.xyxy)]
-            return faces[np.array(confirmed, np.int64)] if confirmed else faces
-    # Profiles and dim faces: the CNN finds what HOG cannot, at ~1 s per photo.
-    return _cnn_faces(image, engine)
-
-
-def _cnn_faces(image: np.ndarray, engine: FaceEngine) -> Faces:
-    h, w = image.shape[:2]
-    cnn_scale = min(1.0, 800 / max(h, w))
-    cnn_input = image if cnn_scale == 1.0 else cv2.resize(image, None, fx=cnn_scale, fy=cnn_scale)
-    faces = engine.detect_cnn(cnn_input, upsample=1)
-    faces.xyxy /= np.float32(cnn_scale)
-    return faces
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
+    faces = engine.detect(image, scale=scale)
+    sure = faces[faces.score >= _SURE_SCORE]
+    return sure if len(sure) else faces

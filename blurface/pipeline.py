@@ -1,37 +1,37 @@
 """analyse(src) -> Plan and render(plan, dst) -> Result: the only module that composes stages.
 
-Analysis decodes once at a small scale, detects on some frames in worker threads
-(dlib's HOG releases the GIL), links detections into tracks, embeds a few good
-crops per track and decides each track's identity from all of them. Rendering
-decodes again at full size, masks what the plan says and encodes, so memory does
-not grow with the video's length.
+Analysis decodes once, looks for faces where :mod:`blurface.schedule` says (the whole
+frame now and then, regions around followed faces in between), links detections into
+tracks, follows new faces backwards through a bounded buffer of recent frames, embeds
+a few good crops per track and decides each track's identity from all of them.
+Rendering decodes again, masks what the plan says and encodes, so memory does not
+grow with the video's length.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import multiprocessing as mp
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import media
-from .faces import HOG_MIN_FACE_PX, FaceEngine, sharpness
+from . import boxes, media
+from .embedding import EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_until_clear
+from .faces import FaceEngine, sharpness
 from .gallery import Gallery
 from .mask import DEFAULT_PAD, EFFECTS, Masker
-from .plan import DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
+from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
+from .schedule import DetectionSchedule, Step
 from .track import FaceTracker, SceneCutDetector, extend_track
-from .types import SOURCE_DETECTED, DecodedFrame, Faces, InputError, Mode, Result, Track, VideoInfo
+from .types import SOURCE_DETECTED, Faces, InputError, Mode, Result, Track, VideoInfo, DecodedFrame
 
 log = logging.getLogger(__name__)
 
@@ -41,45 +41,56 @@ Progress = Callable[[str, int], None]
 
 @dataclass(frozen=True)
 class AnalysisSettings:
-    """Knobs of the analysis pass. All are keyword-only in :func:`analyse`'s callers.
+    """Knobs of the analysis pass.
 
     Attributes:
-        min_face: smallest face to find: a fraction of the frame height when < 1, else pixels.
-            Lower finds smaller faces; detection cost grows with 1/min_face squared.
-        detect_every: run the detector on every k-th frame (more often while a track is
-            uncertain or after a cut). Lower is safer and slower.
-        threshold: HOG score threshold; lower finds more (turned, blurred) faces and more
-            false positives.
-        cnn_every: also run the CNN detector every this many frames and on each cut
-            (0 = never). It finds turned and dim faces HOG cannot, at ~60x HOG's cost.
-        cnn_min_face: smallest face, in pixels, the CNN sweeps must find.
-        crops_per_track: face crops embedded per track to decide its identity.
+        min_face: smallest face to find: a fraction of the frame height when < 1, else
+            pixels. Sets the scale of the whole-frame passes (never above full size):
+            lower finds smaller faces, at a cost that grows with 1/min_face squared.
+            Default 1/30: 24 px at 720p, 36 px at 1080p.
+        full_every: frames between whole-frame passes. Lower finds a newly appearing face
+            sooner; the frames before it was found are recovered by following it backwards.
+        follow_every: frames between looks at followed faces (1 = every frame).
+        detect_threshold: detector score threshold; lower finds more (blurred, dim,
+            turned) faces and more false positives.
+        crops_per_track: face crops kept per track to decide its identity.
         max_gap_seconds: a lost track that reappears within this time is the same track,
             and the frames between are masked at interpolated positions.
         extend_seconds: mask this long before a track's first and after its last detection
-            (within its shot), for faces the detector found late or lost early.
+            (within its shot), for faces found late or lost early.
+        buffer_frames: recent frames kept to follow new faces backwards (0: twice
+            ``full_every``, capped at 256 MB of pixels).
         threads: detector threads.
-        embed_process: embed face crops in a worker process (uses a second core while
-            the main thread decodes); off, they are embedded in the main thread.
+        embed_process: embed face crops in a worker process (a second core while the main
+            thread decodes and detects); off, in the main thread.
     """
 
-    min_face: float = 1 / 9
-    detect_every: int = 3
-    threshold: float = -0.2
-    cnn_every: int = 0
-    cnn_min_face: int = 80
+    min_face: float = 1 / 30
+    full_every: int = 8
+    follow_every: int = 1
+    detect_threshold: float = 0.3
     crops_per_track: int = 5
     max_gap_seconds: float = 1.0
     extend_seconds: float = 0.2
+    buffer_frames: int = 0
     threads: int = 2
     embed_process: bool = True
 
 
 PRESETS: dict[str, AnalysisSettings] = {
-    "fast": AnalysisSettings(min_face=1 / 7, detect_every=4, crops_per_track=3),
+    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=2, crops_per_track=3),
     "balanced": AnalysisSettings(),
-    "thorough": AnalysisSettings(min_face=1 / 12, detect_every=1, threshold=-0.4, cnn_every=8, crops_per_track=8),
+    "thorough": AnalysisSettings(min_face=1 / 45, full_every=3, detect_threshold=0.2, crops_per_track=8),
 }
+
+# Side, in detector pixels, at which a region around a followed face is searched: the
+# face (2.5x smaller than its region) is then about 50 px, well above the detector's minimum.
+_REGION_PX = 128
+_REGION_CONTEXT = 2.5
+# Pixels of frames kept for following faces backwards, at most.
+_BUFFER_BYTES = 256 * 1024 * 1024
+# Following a face backwards stops after this many frames without finding it.
+_BACKWARD_MISSES = 2
 
 
 @dataclass(frozen=True)
@@ -101,14 +112,14 @@ def min_face_px(settings: AnalysisSettings, frame_height: int) -> float:
     return settings.min_face * frame_height if settings.min_face < 1 else float(settings.min_face)
 
 
-def detection_scale(settings: AnalysisSettings, width: int, height: int) -> float:
-    """Scale at which the smallest wanted face is HOG's smallest findable face.
+def detection_scale(settings: AnalysisSettings, detector_min_px: float, width: int, height: int) -> float:
+    """Scale of the whole-frame passes: the smallest wanted face at the detector's smallest findable size.
 
-    Capped at 2x (upscaling further invents no detail) and at a frame no smaller than 64 px.
+    Never above full size (upscaling invents no detail; faces under the detector's
+    minimum at full size are not promised), and never below a 64 px frame.
     """
-    scale = HOG_MIN_FACE_PX / max(1.0, min_face_px(settings, height))
-    scale = min(scale, 2.0)
-    return max(scale, 64 / max(1, min(width, height)))
+    scale = detector_min_px / max(1.0, min_face_px(settings, height))
+    return max(min(scale, 1.0), 64 / max(1, min(width, height)))
 
 
 class _CropBuffer:
@@ -132,8 +143,14 @@ class _CropBuffer:
     def add(self, quality: float, frame: int, crop: np.ndarray, box: np.ndarray) -> None:
         self.items = [it for it in self.items if abs(it[1] - frame) >= self.min_separation]
         self.items.append((quality, frame, crop, box))
-        self.items.sort(key=lambda it: -it[0])
+        # Frame as tie-break: the same crops win whatever order they arrived in.
+        self.items.sort(key=lambda it: (-it[0], it[1]))
         del self.items[self.size :]
+
+    @property
+    def face_px(self) -> float:
+        """Width of the largest face kept, in full-frame pixels (0 when none)."""
+        return max((float(b[2] - b[0]) for *_, b in self.items), default=0.0)
 
 
 def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +162,18 @@ def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cx2, cy2 = min(w, int(math.ceil(x2 + mx))), min(h, int(math.ceil(y2 + my)))
     crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
     return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)
+
+
+def _frontal(landmarks: np.ndarray | None) -> float:
+    """1 for a face looking at the camera, towards 0 as it turns (nose off the eyes' midline)."""
+    if landmarks is None:
+        return 1.0
+    left, right, nose = landmarks[0], landmarks[1], landmarks[2]
+    eyes = float(np.hypot(*(right - left)))
+    if eyes < 1.0:
+        return 0.0
+    off = abs(float(nose[0] - (left[0] + right[0]) / 2)) / eyes
+    return 1.0 / (1.0 + 4.0 * off)
 
 
 def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> int:
@@ -176,98 +205,29 @@ def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> 
     return int(np.ceil(min(steps))) + 1 if steps else 0
 
 
-def _merge(hog: Faces, cnn: Faces) -> Faces:
-    """HOG detections plus the CNN ones that no HOG box overlaps."""
-    if len(cnn) == 0:
-        return hog
-    keep = []
-    for i, b in enumerate(cnn.xyxy):
-        overlap = False
-        for h in hog.xyxy:
-            ix = max(0.0, min(b[2], h[2]) - max(b[0], h[0]))
-            iy = max(0.0, min(b[3], h[3]) - max(b[1], h[1]))
-            if ix * iy > 0.3 * min((b[2] - b[0]) * (b[3] - b[1]), (h[2] - h[0]) * (h[3] - h[1])):
-                overlap = True
-                break
-        if not overlap:
-            keep.append(i)
-    return Faces.concat([hog, cnn[np.array(keep, np.int64)]]) if keep else hog
-
-
-_worker_engine: FaceEngine | None = None
-
-
-def _worker_init() -> None:
-    """In the embedding process: load the models once; Ctrl-C is the parent's to handle."""
-    global _worker_engine
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker_engine = FaceEngine()
-
-
-def _embed_until_clear(
-    items: list[tuple[np.ndarray, np.ndarray]],
-    prior: np.ndarray,
-    people: Gallery,
-    low: float,
-    high: float,
-    engine: FaceEngine | None = None,
-) -> np.ndarray:
-    """Embed crops best-first until the track's distance to the nearest person is clear.
-
-    Args:
-        items: ``(crop BGR, box in crop)`` pairs, best quality first.
-        prior: ``(m, 128)`` embeddings the track already has (from the tracker).
-        people: the relevant people; distances are the decision's own (``Gallery.distances``).
-        low, high: the decision is clear below ``low`` or above ``high``.
-
-    Returns:
-        ``(k, 128)`` float32 embeddings of the first ``k`` crops.
-    """
-    engine = engine or _worker_engine
-    assert engine is not None
-    out: list[np.ndarray] = []
-    for crop, box in items:
-        out.append(engine.embed(crop, box[None])[0])
-        evidence = np.concatenate([prior.reshape(-1, 128), np.stack(out)])
-        if len(evidence) >= 2 and len(people):
-            d = people.distances(evidence)
-            best = min(track_distance(d[:, j]) for j in range(d.shape[1]))
-            if best <= low or best > high:
-                break
-    return np.stack(out).astype(np.float32)
-
-
-class _EmbedProcess:
-    """One worker process for embeddings.
-
-    dlib's ``compute_face_descriptor`` holds the GIL for ~80 ms per face, which stalled
-    decoding and tracking in the main thread (measured: half of the analysis time on a
-    720p clip); in its own process it runs beside them on the second core.
-    """
-
-    def __init__(self) -> None:
-        self._pool = ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn"), initializer=_worker_init)
-
-    def submit(self, *args: object) -> Future:
-        return self._pool.submit(_embed_until_clear, *args)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
-
-
-@dataclass
-class _Pending:
-    frame: DecodedFrame  # holds the decoded frame, converted to full-size BGR only if needed
-    future: Future
-
-
-# A track's crops are embedded best-first until its decision is this far from every
-# threshold: clear targets and clear strangers cost two embeddings, unsure ones all.
-_CLEAR_MARGIN = 0.1
+def _best_match(box: np.ndarray, found: Faces) -> int | None:
+    """Row of ``found`` that continues ``box`` (the tracker's own gate: overlap, or near and alike in size)."""
+    if len(found) == 0:
+        return None
+    iou = boxes.iou_matrix(box[None], found.xyxy)[0]
+    centre = (box[:2] + box[2:]) / 2
+    dist = np.linalg.norm((found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2 - centre, axis=1) / boxes.side(box[None])[0]
+    sizes = boxes.side(found.xyxy) / boxes.side(box[None])[0]
+    ok = (iou >= 0.15) | ((dist <= 1.0) & (sizes <= 2.0) & (sizes >= 0.5))
+    if not ok.any():
+        return None
+    cost = np.where(ok, (1.0 - iou) + dist, np.inf)
+    return int(np.argmin(cost))
 
 
 class Analyser:
-    """One analysis of one video. Not reusable: make one per file (state lives here)."""
+    """One analysis of one video. Not reusable: make one per file (state lives here).
+
+    Args:
+        engine: the detector and embedder; its detector is used as it is (its own threshold).
+        embed_executor: where track crops are embedded; default: a worker process when
+            ``settings.embed_process`` (else this thread). One passed in is not closed here.
+    """
 
     def __init__(
         self,
@@ -275,6 +235,8 @@ class Analyser:
         gallery: Gallery,
         decision: DecisionSettings,
         settings: AnalysisSettings,
+        *,
+        embed_executor: EmbedExecutor | None = None,
     ) -> None:
         self.engine = engine
         self.gallery = gallery
@@ -283,78 +245,71 @@ class Analyser:
         self.tracks: list[Track] = []
         self.cuts: list[int] = [0]
         self.embeddings_computed = 0
-        self.detections_run = 0
+        self.full_passes = 0
+        self.region_passes = 0
+        self.regions_searched = 0
+        self.backward_frames = 0
+        self.seconds_detecting = 0.0
+        self._last_looked = -(10**9)
         self._buffers: dict[int, _CropBuffer] = {}
-        # (track, embedding job or result, the job's arguments for an in-process retry)
-        self._decisions: deque[tuple[Track, Future | np.ndarray | None, tuple]] = deque()
-        self._embedder: _EmbedProcess | None = None
+        # (track, embedding job or result, the job for an in-process retry, largest face)
+        self._decisions: deque[tuple[Track, Future | None, EmbedJob | None, float]] = deque()
+        self._executor = embed_executor
+        self._own_executor = embed_executor is None
 
-    def run(self, src: str | os.PathLike, progress: Progress | None = None) -> Plan:
-        info = media.probe(src)
-        if self.settings.embed_process and self.decision.mode != "all":
-            try:
-                self._embedder = _EmbedProcess()
-            except OSError as e:  # no process allowed here: same result, one core less
-                log.warning("embedding in the main thread: cannot start a worker process (%s)", e)
+    def run(self, src: str | os.PathLike, progress: Progress | None = None, *, info: VideoInfo | None = None) -> Plan:
+        info = info or media.probe(src)
+        if self._executor is None:
+            needs = self.decision.mode != "all" and len(self.gallery) > 0
+            self._executor = (
+                default_executor(self.engine.embedder) if needs and self.settings.embed_process
+                else InlineExecutor(self.engine.embedder)
+            )
         try:
             return self._run(info, progress)
         finally:
-            if self._embedder is not None:
-                self._embedder.close()
+            if self._own_executor and self._executor is not None:
+                self._executor.close()
 
     def _run(self, info: VideoInfo, progress: Progress | None) -> Plan:
         s = self.settings
-        scale = detection_scale(s, info.width, info.height)
-        size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
+        detector = self.engine.detector
+        scale = detection_scale(s, detector.min_face_px, info.width, info.height)
+        full_size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
         fps = float(info.fps) if info.fps else 30.0
-        tracker = FaceTracker(max_gap=max(s.detect_every, round(s.max_gap_seconds * fps), s.cnn_every))
-        cuts = SceneCutDetector()
-        cnn_scale = min(1.0, 80 / max(1.0, min(s.cnn_min_face, min_face_px(s, info.height) * 2)))
-        real_scale = size[0] / info.width
-        times: list[float] = []
-        pending: deque[_Pending] = deque()
-        last_detect = -(10**9)
-        last_cnn = -(10**9)
-        # The tracker stays "uncertain" while a lost track may come back (up to max_gap);
-        # detecting every frame that long would cost more than the gap fill saves.
-        uncertain_run = 0
-        uncertain_limit = 2 * max(2, s.detect_every)
-        log.info(
-            "analysing %s: %dx%d, %d frames, detecting at %dx%d every %d frames",
-            info.path, info.width, info.height, info.frame_count, size[0], size[1], s.detect_every,
+        tracker = FaceTracker(max_gap=max(s.full_every, round(s.max_gap_seconds * fps)))
+        schedule = DetectionSchedule(
+            info.width, info.height, full_every=s.full_every, follow_every=s.follow_every,
+            context=_REGION_CONTEXT, region_px=_REGION_PX, full_pixels=full_size[0] * full_size[1],
         )
-        with ThreadPoolExecutor(max_workers=max(1, s.threads), thread_name_prefix="blurface-detect") as pool:
-            for frame in media.iter_frames(info, size=size, fmt="gray"):
-                i = frame.index
-                times.append(frame.time)
-                cut = cuts.update(frame.thumb if frame.thumb is not None else frame.image) and i > 0
-                if cut:
-                    # Results of frames before the cut must reach the tracker before it ends the shot.
-                    while pending:
-                        self._consume(pending.popleft(), tracker, real_scale)
-                    tracker.cut(i)
-                    self.cuts.append(i)
-                uncertain = tracker.uncertain and uncertain_run < uncertain_limit
-                due = cut or i - last_detect >= s.detect_every or (uncertain and i - last_detect >= 1)
-                cnn_due = s.cnn_every > 0 and (cut or i == 0 or i - last_cnn >= s.cnn_every)
-                if due or cnn_due:
-                    uncertain_run = uncertain_run + 1 if tracker.uncertain else 0
-                    last_detect = i
-                    if cnn_due:
-                        last_cnn = i
-                    full = frame.full_image() if cnn_due else None
-                    future = pool.submit(self._detect, frame.image, real_scale, full, cnn_scale, info)
-                    pending.append(_Pending(frame=frame, future=future))
-                    self.detections_run += 1
-                # Bounded look-behind: at most two detections in flight per thread.
-                while pending and (len(pending) > 2 * s.threads or pending[0].future.done()):
-                    self._consume(pending.popleft(), tracker, real_scale)
-                self._finish_tracks(tracker.pop_finished(i))
-                self._collect_decisions(wait=False)
-                if progress:
-                    progress("analyse", 1)
-            while pending:
-                self._consume(pending.popleft(), tracker, real_scale)
+        cuts = SceneCutDetector()
+        frame_bytes = max(1, info.width * info.height * 3)
+        keep = s.buffer_frames or 2 * s.full_every + 2
+        recent: deque[DecodedFrame] = deque(maxlen=max(1, min(keep, _BUFFER_BYTES // frame_bytes)))
+        times: list[float] = []
+        log.info(
+            "analysing %s: %dx%d, %d frames; whole-frame passes at %dx%d every %d frames, regions of %d px between",
+            info.path, info.width, info.height, info.frame_count, full_size[0], full_size[1], s.full_every, _REGION_PX,
+        )
+        for frame in media.iter_frames(info):
+            i = frame.index
+            times.append(frame.time)
+            thumb = cv2.resize(frame.image, (64, max(2, round(64 * info.height / max(1, info.width)))),
+                               interpolation=cv2.INTER_AREA)
+            cut = cuts.update(thumb) and i > 0
+            if cut:
+                tracker.cut(i)
+                self.cuts.append(i)
+                recent.clear()  # nothing before a cut belongs to the faces after it
+            ids, predicted, missed = tracker.live(i)
+            step = schedule.step(i, cut=cut or i == 0, predicted=predicted, lost=missed)
+            if step.runs:
+                self._detect_and_track(frame, step, scale, ids, predicted, tracker, recent)
+            recent.append(frame)
+            self._finish_tracks(tracker.pop_finished(i))
+            self._collect_decisions(wait=False)
+            if progress:
+                progress("analyse", 1)
         self._finish_tracks(tracker.finish())
         self._collect_decisions(wait=True)
         exclude_simultaneous(self.tracks, self.decision)
@@ -364,9 +319,15 @@ class Analyser:
         settings = {
             "analysis": asdict(s),
             "decision": asdict(self.decision),
-            "detection_size": list(size),
+            "detector": {"name": detector.name, "threshold": getattr(detector, "threshold", None),
+                         "min_face_px": detector.min_face_px},
+            "detection_size": list(full_size),
             "gallery": self.gallery.names,
-            "detections_run": self.detections_run,
+            "full_passes": self.full_passes,
+            "region_passes": self.region_passes,
+            "regions_searched": self.regions_searched,
+            "backward_frames": self.backward_frames,
+            "detection_ms_per_frame": round(1000 * self.seconds_detecting / max(1, frame_count), 2),
             "embeddings_computed": self.embeddings_computed,
             "scene_cuts": self.cuts[1:],
         }
@@ -374,103 +335,159 @@ class Analyser:
             video=info, mode=self.decision.mode, settings=settings, tracks=self.tracks, times=np.asarray(times)
         )
 
-    def _detect(
-        self, small: np.ndarray, scale: float, full: np.ndarray | None, cnn_scale: float, info: VideoInfo
-    ) -> Faces:
-        faces = self.engine.detect_array(small, scale=scale)
-        if full is not None:
-            resized = full if cnn_scale == 1.0 else cv2.resize(full, None, fx=cnn_scale, fy=cnn_scale)
-            cnn = self.engine.detect_cnn(resized, upsample=0)
-            cnn.xyxy /= np.float32(cnn_scale)
-            faces = _merge(faces, cnn)
-        # HOG boxes may poke out of the frame; clip so crops and masks stay valid.
-        faces.xyxy[:, [0, 2]] = faces.xyxy[:, [0, 2]].clip(0, info.width)
-        faces.xyxy[:, [1, 3]] = faces.xyxy[:, [1, 3]].clip(0, info.height)
-        keep = (faces.width >= 2) & (faces.height >= 2)
-        return faces[keep]
+    def _detect(self, image: np.ndarray, step: Step, scale: float) -> Faces:
+        started = time.perf_counter()
+        detector = self.engine.detector
+        if step.full:
+            faces = detector.detect(image, scale=scale)
+            self.full_passes += 1
+        else:
+            faces = detector.detect_regions(image, step.regions, size=_REGION_PX)
+            self.region_passes += 1
+            self.regions_searched += len(step.regions)
+        self.seconds_detecting += time.perf_counter() - started
+        return faces
 
-    def _consume(self, item: _Pending, tracker: FaceTracker, scale: float) -> None:
-        faces: Faces = item.future.result()
-        frame = item.frame
+    def _detect_and_track(
+        self, frame: DecodedFrame, step: Step, scale: float, ids: np.ndarray, predicted: np.ndarray,
+        tracker: FaceTracker, recent: deque[DecodedFrame],
+    ) -> None:
+        faces = self._detect(frame.image, step, scale)
         i = frame.index
+        if not step.full:
+            # Only faces followed from a known track count here; a region pass looked at the
+            # regions, so tracks outside them are neither matched nor missed.
+            looked = ids[[any(boxes.overlap_of_smaller(p[None], np.array([r], np.float32))[0, 0] > 0.5
+                              for r in step.regions) for p in predicted]] if len(ids) else ids
+        first_new = tracker.next_id
 
         def embed(rows: np.ndarray) -> np.ndarray:
             self.embeddings_computed += len(rows)
-            return self.engine.embed(frame.full_image(), faces.xyxy[rows])
+            return self.engine.embed(frame.image, faces.xyxy[rows])
 
-        faces = tracker.update(i, faces, embed=embed if len(self.gallery) else None)
+        # Embeddings settle crossings, at 80 ms a face. One frame after the last look a face
+        # has moved a fraction of its size and overlap alone links it (embedding every
+        # crowded frame of the hamilton audience cost 340 embeddings); after a longer gap
+        # the tracker may embed the faces it cannot tell apart.
+        gap = i - self._last_looked
+        self._last_looked = i
+        use_embed = gap > 1 and len(self.gallery) > 0 and self.decision.mode != "all"
+        faces = tracker.update(i, faces, embed=embed if use_embed else None, looked=None if step.full else looked)
+        born = np.flatnonzero(faces.track_id >= first_new)
+        if len(born) and recent:
+            self._follow_back(faces[born], tracker, recent)
         if self.decision.mode == "all":
             return
         for row in range(len(faces)):
-            box = faces.xyxy[row]
-            tid = int(faces.track_id[row])
-            buf = self._buffers.setdefault(tid, _CropBuffer(self.settings.crops_per_track))
-            width = float(box[2] - box[0])
-            # Bigger, sharper, surer faces give better embeddings. Sharpness is read from the
-            # small analysis image: full-size frames are converted only for crops worth keeping.
-            detail = sharpness(frame.image, box * scale)
-            quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (1.0 + max(0.0, float(faces.score[row])))
-            if buf.wants(quality, i):
-                crop, crop_box = _crop(frame.full_image(), box)
-                buf.add(quality, i, crop, crop_box)
+            self._keep_crop(frame.image, i, faces[row])
+
+    def _keep_crop(self, image: np.ndarray, index: int, face: Faces) -> None:
+        box = face.xyxy[0]
+        tid = int(face.track_id[0])
+        buf = self._buffers.setdefault(tid, _CropBuffer(self.settings.crops_per_track))
+        width = float(box[2] - box[0])
+        # Bigger, sharper, surer and more frontal faces give better embeddings.
+        detail = sharpness(image, box)
+        marks = None if face.landmarks is None else face.landmarks[0]
+        quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (0.5 + float(face.score[0])) * _frontal(marks)
+        if buf.wants(quality, index):
+            crop, crop_box = _crop(image, box)
+            buf.add(quality, index, crop, crop_box)
+
+    def _follow_back(self, born: Faces, tracker: FaceTracker, recent: deque[DecodedFrame]) -> None:
+        """Follow faces first seen now back through the buffered frames, while the detector finds them.
+
+        A face found by a whole-frame pass was often there several frames earlier, too
+        small, dim or turned for the pass before; these frames are masked from detections,
+        not guesses. Stops at the buffer's start (the last cut clears it).
+        """
+        active = {int(t): (b.copy(), 0) for t, b in zip(born.track_id, born.xyxy)}
+        found: dict[int, tuple[list[int], list[np.ndarray]]] = {t: ([], []) for t in active}
+        for past in reversed(recent):
+            if not active:
+                break
+            order = sorted(active)
+            regions = [boxes.window(active[t][0], _REGION_CONTEXT, past.image.shape[1], past.image.shape[0])
+                       for t in order]
+            started = time.perf_counter()
+            seen = self.engine.detector.detect_regions(past.image, regions, size=_REGION_PX)
+            self.seconds_detecting += time.perf_counter() - started
+            self.backward_frames += 1
+            taken: set[int] = set()
+            for t in order:
+                box, misses = active[t]
+                row = _best_match(box, seen)
+                if row is not None and row not in taken:
+                    taken.add(row)
+                    found[t][0].append(past.index)
+                    found[t][1].append(seen.xyxy[row])
+                    active[t] = (seen.xyxy[row].copy(), 0)
+                    if self.decision.mode != "all":
+                        self._keep_crop(past.image, past.index, _with_track(seen[row], t))
+                elif misses + 1 >= _BACKWARD_MISSES:
+                    del active[t]
+                else:
+                    active[t] = (box, misses + 1)
+        for t, (frames, found_boxes) in found.items():
+            if frames:
+                tracker.prepend(t, frames, found_boxes)
 
     def _finish_tracks(self, finished: list[Track]) -> None:
         """Start embedding each finished track's crops; it is decided once they are back."""
-        relevant = [j for j, n in enumerate(self.gallery.names) if n in self.decision.people]
-        people = Gallery([self.gallery.people[j] for j in relevant])
+        people = [p.embeddings for p in self.gallery.people if p.name in self.decision.people]
         low = self.decision.tolerance - _CLEAR_MARGIN
         high = self.decision.tolerance + self.decision.unsure_margin + _CLEAR_MARGIN
         for track in finished:
             buf = self._buffers.pop(track.id, None)
-            job: Future | np.ndarray | None = None
-            args: tuple = ()
-            if self.decision.mode != "all" and buf is not None and buf.items and len(people):
-                items = [(crop, box) for _, _, crop, box in buf.items]  # best quality first
+            future: Future | None = None
+            job: EmbedJob | None = None
+            face_px = buf.face_px if buf is not None else 0.0
+            if self.decision.mode != "all" and buf is not None and buf.items and people:
                 track.embedding_frames = np.concatenate(
                     [track.embedding_frames, np.array([f for _, f, _, _ in buf.items], np.int64)]
                 )
-                args = (items, track.embeddings, people, low, high)
-                if self._embedder is not None:
-                    try:
-                        job = self._embedder.submit(*args)
-                    except BrokenProcessPool:
-                        job = _embed_until_clear(*args, self.engine)
-                else:
-                    job = _embed_until_clear(*args, self.engine)
-            self._decisions.append((track, job, args))
+                job = EmbedJob(
+                    crops=[c for _, _, c, _ in buf.items],  # best quality first
+                    boxes=np.stack([b for *_, b in buf.items]),
+                    prior=track.embeddings,
+                    people=people,
+                    low=low,
+                    high=high,
+                )
+                assert self._executor is not None
+                future = self._executor.submit(job)
+            self._decisions.append((track, future, job, face_px))
 
     def _collect_decisions(self, *, wait: bool) -> None:
         """Decide tracks whose embeddings are back, in order; all of them when ``wait``."""
         while self._decisions:
-            track, job, args = self._decisions[0]
-            if isinstance(job, Future) and not wait and not job.done():
+            track, future, job, face_px = self._decisions[0]
+            if future is not None and not wait and not future.done():
                 return
             self._decisions.popleft()
-            if job is not None:
-                embs = self._result(job, args)
+            if future is not None and job is not None:
+                embs = self._result(future, job)
                 self.embeddings_computed += len(embs)
                 track.embeddings = np.concatenate([track.embeddings, embs])
                 # Frames of crops that the early stop left unembedded are dropped.
                 track.embedding_frames = track.embedding_frames[: len(track.embeddings)]
             dist = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
-            decide(track, dist, self.gallery.names, self.decision)
+            decide(track, dist, self.gallery.names, self.decision, face_px=face_px)
             self.tracks.append(track)
 
-    def _result(self, job: Future | np.ndarray, args: tuple) -> np.ndarray:
-        if not isinstance(job, Future):
-            return job
+    def _result(self, future: Future, job: EmbedJob) -> np.ndarray:
         try:
-            return job.result()
-        except BrokenProcessPool as e:
-            # The worker died (killed, or a __main__ it cannot re-import): same work here.
-            if self._embedder is not None:
-                log.warning("embedding worker stopped (%s); embedding in the main thread", e)
-                self._embedder.close()
-                self._embedder = None
-            return _embed_until_clear(*args, self.engine)
+            return future.result()
+        except WorkerGone as e:
+            # The worker died (killed, out of memory): the same work here, and for the rest.
+            log.warning("%s; embedding in this process from now on", e)
+            if self._own_executor and self._executor is not None:
+                self._executor.close()
+            self._executor = InlineExecutor(self.engine.embedder)
+            return embed_until_clear(job, self.engine.embedder)
 
     def _extend(self, frame_count: int, fps: float, width: int, height: int) -> None:
-        n = max(1, round(self.settings.extend_seconds * fps), self.settings.detect_every)
+        n = max(1, round(self.settings.extend_seconds * fps), self.settings.follow_every)
         gap = max(n, round(self.settings.max_gap_seconds * fps))
         bounds = self.cuts + [frame_count]
         extended = []
@@ -489,6 +506,15 @@ class Analyser:
         self.tracks = extended
 
 
+def _with_track(face: Faces, track_id: int) -> Faces:
+    return Faces(face.xyxy, face.score, np.array([track_id], np.int64), None, face.landmarks)
+
+
+# A track's crops are embedded best-first until its decision is this far from every
+# threshold: clear targets and clear strangers cost two embeddings, unsure ones all.
+_CLEAR_MARGIN = 0.1
+
+
 def analyse(
     src: str | os.PathLike,
     *,
@@ -496,15 +522,31 @@ def analyse(
     decision: DecisionSettings,
     settings: AnalysisSettings = AnalysisSettings(),
     engine: FaceEngine | None = None,
+    embed_executor: EmbedExecutor | None = None,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
 ) -> Plan:
     """Find, track and identify every face of ``src``; decide which to mask.
+
+    Args:
+        engine: detector and embedder to use as they are; default: built from ``settings``
+            (the detector at ``settings.detect_threshold``).
+        embed_executor: where crops are embedded (see :mod:`blurface.embedding`); default:
+            a worker process when ``settings.embed_process``. Not closed here.
+        info: ``src``'s probe, when the caller has it (saves probing again).
 
     Raises:
         MediaError: ``src`` cannot be read completely.
     """
-    engine = engine or FaceEngine(threshold=settings.threshold)
-    return Analyser(engine, gallery, decision, settings).run(src, progress)
+    engine = engine or default_engine(settings)
+    return Analyser(engine, gallery, decision, settings, embed_executor=embed_executor).run(src, progress, info=info)
+
+
+def default_engine(settings: AnalysisSettings = AnalysisSettings()) -> FaceEngine:
+    """The default detector (at ``settings.detect_threshold``) and embedder."""
+    from .detectors import make_detector
+
+    return FaceEngine(detector=make_detector(threshold=settings.detect_threshold, threads=settings.threads))
 
 
 def render(
@@ -599,7 +641,7 @@ def blur_video(
     settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
     dst = Path(dst) if dst is not None else media.default_output_path(src)
     media.check_output(src, dst, overwrite=overwrite)
-    engine = FaceEngine(threshold=settings.threshold)
+    engine = default_engine(settings)
     mode: Mode = "target" if targets else "keep" if keep else "all"
     refs = targets if targets else keep
     if isinstance(refs, Gallery):

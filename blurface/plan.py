@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .boxes import iou_matrix
 from .files import write_atomically
+from .track import box_at
 from .types import (
     SOURCE_NAMES,
     InputError,
@@ -35,6 +37,8 @@ DEFAULT_TOLERANCE = 0.6
 # target land here. Measured on the hamilton clip with one photo of Obama: his track
 # 0.609, every other face's track 0.696 or more (Lin far away) and 0.71-0.78 (audience).
 DEFAULT_UNSURE_MARGIN = 0.08
+# Narrower faces are too small to identify (see DecisionSettings.min_identify_px).
+DEFAULT_MIN_IDENTIFY_PX = 32.0
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,11 @@ class DecisionSettings:
             ``target`` mode they are masked unless ``mask_unsure`` is false; in ``keep``
             mode they are always masked.
         mask_unsure: see ``unsure_margin``.
+        min_identify_px: a track whose largest face crop is narrower than this is too
+            small to identify: where its distance would leave it unmasked, it is "unsure"
+            instead (masked in ``target`` mode unless ``mask_unsure`` is false; always in
+            ``keep`` mode). dlib's descriptor is trained on 150 px face chips; below about
+            32 px distances scatter widely.
     """
 
     mode: Mode
@@ -57,6 +66,7 @@ class DecisionSettings:
     tolerance: float = DEFAULT_TOLERANCE
     unsure_margin: float = DEFAULT_UNSURE_MARGIN
     mask_unsure: bool = True
+    min_identify_px: float = DEFAULT_MIN_IDENTIFY_PX
 
 
 def track_distance(crop_distances: np.ndarray) -> float:
@@ -74,7 +84,14 @@ def track_distance(crop_distances: np.ndarray) -> float:
     return float(d[:k].mean())
 
 
-def decide(track: Track, crop_distances: np.ndarray, names: list[str], settings: DecisionSettings) -> Track:
+def decide(
+    track: Track,
+    crop_distances: np.ndarray,
+    names: list[str],
+    settings: DecisionSettings,
+    *,
+    face_px: float | None = None,
+) -> Track:
     """Set ``identity``, ``distance``, ``decision``, ``masked`` and ``reason`` of ``track``.
 
     Args:
@@ -83,6 +100,8 @@ def decide(track: Track, crop_distances: np.ndarray, names: list[str], settings:
             ``P`` gallery people named by ``names``.
         names: gallery people, in column order.
         settings: the mode and thresholds.
+        face_px: width of the track's largest face crop, full-frame pixels; ``None``
+            when unknown (no size rule applies).
 
     Returns:
         ``track``, changed in place.
@@ -132,6 +151,17 @@ def decide(track: Track, crop_distances: np.ndarray, names: list[str], settings:
         else:
             track.decision, track.masked = "other", True
             track.reason = f"not a kept person (nearest {names[best]}: {evidence}); masked"
+    small = face_px is not None and face_px < settings.min_identify_px
+    if small and not track.masked and track.decision in ("other", "keep"):
+        size = f"face at most {face_px:.0f} px wide, under {settings.min_identify_px:.0f} px: too small to identify"
+        track.decision = "unsure"
+        if settings.mode == "target":
+            track.masked = settings.mask_unsure
+            track.reason = f"unsure: {size} ({evidence}); " + (
+                "masked to be safe" if settings.mask_unsure else "left unmasked by --unsure keep")
+        else:
+            track.masked = True
+            track.reason = f"unsure: {size} ({evidence}); --keep masks unsure faces"
     return track
 
 
@@ -153,7 +183,10 @@ def exclude_simultaneous(tracks: list[Track], settings: DecisionSettings) -> int
         for other in sure:
             if other.identity == t.identity and other.first <= t.last and t.first <= other.last:
                 overlap = np.intersect1d(t.frames, other.frames[other.source == 0])
-                if len(overlap):
+                # Where the two boxes overlap it is one face found twice (e.g. followed
+                # backwards into frames another track of it covered): the same person.
+                apart = [f for f in overlap if _apart(box_at(t, int(f)), box_at(other, int(f)))]
+                if apart:
                     t.decision, t.masked = "other", False
                     t.reason = (
                         f"not {t.identity}: on screen at the same time as track {other.id}, "
@@ -162,6 +195,10 @@ def exclude_simultaneous(tracks: list[Track], settings: DecisionSettings) -> int
                     changed += 1
                     break
     return changed
+
+
+def _apart(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    return a is not None and b is not None and float(iou_matrix(a[None], b[None])[0, 0]) < 0.1
 
 
 @dataclass

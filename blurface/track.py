@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from . import boxes
 from .types import (
     EMBEDDING_DIM,
     SOURCE_DETECTED,
@@ -47,28 +48,6 @@ _FORBIDDEN = 1e6
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` ``(n, 4)`` against every box in ``b`` ``(m, 4)``, xyxy; ``(n, m)`` float64."""
-    a = a.astype(np.float64)
-    b = b.astype(np.float64)
-    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-    area_a = np.clip(a[:, 2] - a[:, 0], 0, None) * np.clip(a[:, 3] - a[:, 1], 0, None)
-    area_b = np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
-
-
-def _box_size(xyxy: np.ndarray) -> np.ndarray:
-    """Geometric-mean side ``sqrt(w * h)`` of ``(n, 4)`` xyxy boxes; ``(n,)`` float64, at least 1 px."""
-    w = np.clip(xyxy[:, 2] - xyxy[:, 0], 1.0, None).astype(np.float64)
-    h = np.clip(xyxy[:, 3] - xyxy[:, 1], 1.0, None).astype(np.float64)
-    return np.sqrt(w * h)
 
 
 def _velocity(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -197,6 +176,11 @@ class _LiveTrack:
             self.embs.append(embedding.astype(np.float32))
             self.emb_sum = embedding.astype(np.float64) if self.emb_sum is None else self.emb_sum + embedding
         self.velocity = _velocity(np.array(self.det_frames[-window:]), np.array(self.det_boxes[-window:]))
+
+    def prepend(self, frames: list[int], boxes: list[np.ndarray]) -> None:
+        """Detections found by following the face backwards, all before ``born``, ascending."""
+        self.det_frames[:0] = [int(f) for f in frames]
+        self.det_boxes[:0] = [np.asarray(b, np.float32).copy() for b in boxes]
 
     def predict(self, frame: int) -> np.ndarray:
         """Constant-velocity box at ``frame``: ``(4,)`` float64 xyxy.
@@ -377,7 +361,41 @@ class FaceTracker:
                 return True
         return False
 
-    def update(self, frame_index: int, faces: Faces, *, embed: EmbedFn | None = None) -> Faces:
+    @property
+    def next_id(self) -> int:
+        """The id the next new track will get: ids at or above it after an update are new tracks."""
+        return self._next_id
+
+    def live(self, frame_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The live tracks' ``(ids (n,), predicted boxes (n, 4) at frame_index, missed (n,) bool)``."""
+        if not self._live:
+            return np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, bool)
+        ids = np.array([t.id for t in self._live], np.int64)
+        pred = np.stack([t.predict(frame_index) for t in self._live]).astype(np.float32)
+        return ids, pred, np.array([t.missed for t in self._live], bool)
+
+    def prepend(self, track_id: int, frames: list[int], boxes: list[np.ndarray]) -> None:
+        """Add detections before a live track's first one (found by following it backwards).
+
+        Raises:
+            ValueError: no live track ``track_id``, or a frame is not before its first
+                detection or not after the last cut.
+        """
+        for t in self._live:
+            if t.id == track_id:
+                if frames and (max(frames) >= t.det_frames[0] or min(frames) < self._floor):
+                    raise ValueError(
+                        f"frames {min(frames)}..{max(frames)} must lie between the cut at {self._floor} "
+                        f"and track {track_id}'s first detection at {t.det_frames[0]}"
+                    )
+                order = np.argsort(frames)
+                t.prepend([frames[k] for k in order], [boxes[k] for k in order])
+                return
+        raise ValueError(f"no live track {track_id}")
+
+    def update(
+        self, frame_index: int, faces: Faces, *, embed: EmbedFn | None = None, looked: np.ndarray | None = None
+    ) -> Faces:
         """Associate one detection frame's faces with tracks.
 
         Args:
@@ -388,6 +406,9 @@ class FaceTracker:
             embed: optional ``embed(rows) -> (len(rows), 128) float32``, where ``rows``
                 is an int64 array of row indices into ``faces``. Called at most twice
                 per update, only for ambiguous rows and for rows starting new tracks.
+            looked: ids of the tracks the detector looked for on this frame (it searched
+                only regions around them). Other live tracks are left as they are: not
+                matched, and not counted as missed. ``None``: the whole frame was searched.
 
         Returns:
             A new ``Faces`` (same rows, same order) with ``track_id`` set on *every* row
@@ -426,11 +447,11 @@ class FaceTracker:
             known[rows[ok]] = out[ok]
             has[rows[ok]] = True
 
-        tracks = self._live
+        tracks = self._live if looked is None else [t for t in self._live if t.id in set(np.asarray(looked).tolist())]
         track_ids = np.full(n, -1, np.int64)
         matched_tracks: set[int] = set()
         if tracks and n:
-            cost, cand = self._geometry(frame_index, faces.xyxy)
+            cost, cand = self._geometry(frame_index, faces.xyxy, tracks)
             amb_rows = np.flatnonzero((cand.sum(axis=0) >= 2) | (cand & (cand.sum(axis=1) >= 2)[:, None]).any(axis=0))
             # Embedding only helps if a track competing for the row has an embedding.
             with_emb = np.array([t.emb_sum is not None for t in tracks])
@@ -521,13 +542,15 @@ class FaceTracker:
                 keep.append(t)
         self._live = keep
 
-    def _geometry(self, frame_index: int, det: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _geometry(
+        self, frame_index: int, det: np.ndarray, tracks: list[_LiveTrack]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Geometric cost and candidate mask, both ``(tracks, detections)``."""
-        pred = np.stack([t.predict(frame_index) for t in self._live])
-        iou = _iou_matrix(pred, det)
+        pred = np.stack([t.predict(frame_index) for t in tracks])
+        iou = boxes.iou_matrix(pred, det)
         pc = (pred[:, :2] + pred[:, 2:]) / 2
         dc = (det[:, :2].astype(np.float64) + det[:, 2:]) / 2
-        ps, ds = _box_size(pred), _box_size(det)
+        ps, ds = boxes.side(pred), boxes.side(det)
         scale = (ps[:, None] + ds[None, :]) / 2
         dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / scale
         ratio = np.maximum(ps[:, None], ds[None, :]) / np.minimum(ps[:, None], ds[None, :])

@@ -73,15 +73,19 @@ class Faces:
 
     Attributes:
         xyxy: ``(N, 4)`` float32 boxes ``[x1, y1, x2, y2]`` in full-frame pixels.
-        score: ``(N,)`` float32 detector confidence (HOG score; higher is surer).
+        score: ``(N,)`` float32 detector confidence (higher is surer).
         track_id: ``(N,)`` int64, ``-1`` until a tracker assigns one.
         embedding: ``(N, 128)`` float32 descriptors, or ``None`` when not computed.
+        landmarks: ``(N, 5, 2)`` float32 ``(x, y)`` of the left eye, right eye, nose and
+            the mouth's left and right corners, in the same pixels as ``xyxy``, or ``None``
+            when the detector gives none.
     """
 
     xyxy: np.ndarray
     score: np.ndarray = field(default=None)  # type: ignore[assignment]
     track_id: np.ndarray = field(default=None)  # type: ignore[assignment]
     embedding: np.ndarray | None = None
+    landmarks: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
@@ -94,7 +98,9 @@ class Faces:
         )
         if self.embedding is not None:
             self.embedding = np.asarray(self.embedding, np.float32).reshape(-1, EMBEDDING_DIM)
-        for name in ("score", "track_id", "embedding"):
+        if self.landmarks is not None:
+            self.landmarks = np.asarray(self.landmarks, np.float32).reshape(-1, 5, 2)
+        for name in ("score", "track_id", "embedding", "landmarks"):
             value = getattr(self, name)
             if value is not None and len(value) != n:
                 raise ValueError(f"Faces.{name} has {len(value)} rows but xyxy has {n}")
@@ -115,6 +121,7 @@ class Faces:
             self.score[index],
             self.track_id[index],
             None if self.embedding is None else self.embedding[index],
+            None if self.landmarks is None else self.landmarks[index],
         )
 
     @property
@@ -130,14 +137,17 @@ class Faces:
         parts = [p for p in parts if len(p)]
         if not parts:
             return cls.empty()
-        embeddings = None
+        embeddings = landmarks = None
         if all(p.embedding is not None for p in parts):
             embeddings = np.concatenate([p.embedding for p in parts])  # type: ignore[misc]
+        if all(p.landmarks is not None for p in parts):
+            landmarks = np.concatenate([p.landmarks for p in parts])  # type: ignore[misc]
         return cls(
             np.concatenate([p.xyxy for p in parts]),
             np.concatenate([p.score for p in parts]),
             np.concatenate([p.track_id for p in parts]),
             embeddings,
+            landmarks,
         )
 
 

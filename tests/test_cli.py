@@ -30,7 +30,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     ("command", "mentions"),
     [
-        ("verify", ["--target", "--report", "--cnn-every", "--tolerance"]),
+        ("verify", ["--target", "--report", "--tolerance"]),
         ("enroll", ["--output", "--name", "photos"]),
         ("render", ["--plan", "--output", "--mask"]),
     ],

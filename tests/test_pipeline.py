@@ -39,7 +39,13 @@ def test_frames_to_leave(x0: float, vx: float, at_end: bool, expect: bool) -> No
         assert moved[0] >= 1280 or moved[2] <= 0
 
 
-@pytest.mark.parametrize("height, expect_face_px", [(360, 40), (720, 80), (1080, 120)])
-def test_detection_scale_puts_the_smallest_face_at_hog_size(height: int, expect_face_px: int) -> None:
-    scale = detection_scale(AnalysisSettings(), height * 16 // 9, height)
-    assert expect_face_px * scale == pytest.approx(50, rel=0.02)
+@pytest.mark.parametrize("height", [720, 1080, 2160])
+def test_detection_scale_puts_the_smallest_face_at_the_detectors_minimum(height: int) -> None:
+    settings = AnalysisSettings()
+    scale = detection_scale(settings, 14.0, height * 16 // 9, height)
+    assert height * settings.min_face * scale == pytest.approx(14.0, rel=0.02)
+
+
+def test_detection_scale_never_upscales() -> None:
+    # 360p: the smallest wanted face (12 px) is under the detector's minimum even at full size.
+    assert detection_scale(AnalysisSettings(), 14.0, 640, 360) == 1.0

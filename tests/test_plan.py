@@ -130,6 +130,7 @@ def test_plan_with_box_outside_video_is_rejected(tmp_path) -> None:
 def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
     settings = DecisionSettings(mode="target", people=("alice",))
     sure, unsure, later = make_track(1, 0, 30), make_track(2, 10, 30), make_track(3, 100, 10)
+    unsure.xyxy[:, [1, 3]] += 200  # elsewhere in the frame: another face
     decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
     decide(unsure, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
     decide(later, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
@@ -140,3 +141,26 @@ def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
     assert (unsure.decision, unsure.masked) == ("other", False) and "same time" in unsure.reason
     # Seen alone, an unsure track stays masked: the fail-safe holds.
     assert later.masked and sure.masked
+
+
+def test_unsure_track_on_the_same_face_as_a_confident_match_stays_masked() -> None:
+    """Two tracks over one face (e.g. one followed backwards into frames the other covered) are one person."""
+    settings = DecisionSettings(mode="target", people=("alice",))
+    sure, twin = make_track(1, 0, 30), make_track(2, 10, 30)
+    decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
+    decide(twin, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
+    from blurface.plan import exclude_simultaneous
+
+    assert exclude_simultaneous([sure, twin], settings) == 0
+    assert twin.masked and twin.decision == "unsure"
+
+
+def test_a_face_too_small_to_identify_is_unsure_and_masked() -> None:
+    settings = DecisionSettings(mode="target", people=("alice",))
+    far = decide(make_track(1, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], settings, face_px=20.0)
+    big = decide(make_track(2, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], settings, face_px=80.0)
+    assert (far.decision, far.masked) == ("unsure", True) and "too small" in far.reason
+    assert (big.decision, big.masked) == ("other", False)
+    relaxed = DecisionSettings(mode="target", people=("alice",), mask_unsure=False)
+    kept = decide(make_track(3, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], relaxed, face_px=20.0)
+    assert (kept.decision, kept.masked) == ("unsure", False)

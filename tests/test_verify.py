@@ -2,7 +2,7 @@
 
 Fast tests use a short generated astronaut clip; the ``slow``/``shared`` tests check
 the hamilton clip against blurface's output and against the naive per-frame
-baseline (``benchmarks/baseline.py``), which leaks frames where HOG misses Lin.
+baseline (``benchmarks/baseline.py``, dlib HOG on every frame), which leaks frames where HOG misses Lin.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from test_e2e import FaceClip, make_face_clip, masked_per_frame, write_photo
 
 from blurface import evaluate
 from blurface.cli import main
+from blurface.detectors import CenterFace
 from blurface.faces import FaceEngine
 from blurface.gallery import Gallery
 from blurface.verify import verify as run_verify
@@ -47,7 +48,7 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def clip(work: Path) -> FaceClip:
-    # Short: verify runs sensitive HOG on every frame and the CNN on frames 0, 10, 20...
+    # Short: verify runs the detector at full size and embeds every face, on every frame.
     return make_face_clip(work / "astronaut.mp4", n_frames=20)
 
 
@@ -71,12 +72,10 @@ def test_verify_finds_the_target_in_the_raw_video(
     for m in report["matches"]:
         assert m["identity"] == "eileen"
         assert 0 <= m["distance"] <= report["tolerance"]
-        assert m["detector"] in ("hog", "cnn")
+        assert m["detector"] == "centerface"
         assert overlaps(m["box"], clip.boxes[m["frame"]]) > 0.5, m
         # Timestamps are presentation times: the video starts 0.5 s in.
         assert m["time"] == pytest.approx(clip.video_start + m["frame"] / float(clip.fps), abs=1e-3)
-    # Her 52-66 px face is below the CNN's 80 px minimum at verify's scale for videos
-    # up to 640 px wide, so every match here comes from HOG.
     printed = capsys.readouterr().out
     assert "TARGET FOUND in 20 frame(s)" in printed
     assert f"frame 5 at {times[5]:.3f} s: eileen" in printed
@@ -92,23 +91,16 @@ def test_verify_passes_blurface_output(clip: FaceClip, photo: Path, work: Path, 
     assert "CLEAN" in capsys.readouterr().out
 
 
-def test_verify_without_cnn(clip: FaceClip, photo: Path, work: Path) -> None:
-    code, report = verify(clip.path, photo, work / "nocnn.json", "--cnn-every", "0")
-    assert code == 1
-    assert {m["detector"] for m in report["matches"]} == {"hog"}
-    assert report["frames_with_matches"] == len(clip.boxes)
-
-
 def test_verify_is_more_sensitive_than_the_engine_it_is_given(clip: FaceClip, photo: Path) -> None:
-    """verify sets its own HOG threshold; a strict engine (like the analysis pass's) must not blunt it.
+    """verify uses its own sensitive detector when the engine it is given is stricter.
 
-    Regression: ``blurface verify`` built a default engine (threshold -0.2) and verify used
-    that engine's threshold, so it missed Lin's turned face in hamilton frames 116-119.
+    Regression (HOG era): ``blurface verify`` used the analysis engine's threshold and
+    missed Lin's turned face in hamilton frames 116-119.
     """
-    strict = FaceEngine(threshold=3.0)  # finds nothing by itself
+    strict = FaceEngine(detector=CenterFace(threshold=0.999))  # finds nothing by itself
     assert len(strict.detect(decoded_images(clip.path)[0])) == 0
-    gallery = Gallery.from_paths([photo], strict)
-    report = run_verify(clip.path, gallery, engine=strict, cnn_every=0)
+    gallery = Gallery.from_paths([photo], FaceEngine())
+    report = run_verify(clip.path, gallery, engine=strict)
     assert report.frames_with_matches == len(clip.boxes)
 
 
@@ -193,6 +185,8 @@ def test_verify_hamilton_baseline_output_leaks(
     # ...and one the pixels say the baseline leaked.
     assert set(found) <= set(accuracy.leaked_frames), sorted(set(found) - set(accuracy.leaked_frames))
     # The baseline's HOG misses Lin's turned face in 116-119 (82 px wide, in plain view);
-    # verify's more sensitive HOG must catch that run. (Its other leaks, 15-19, are Lin far
-    # away at distance 0.61-0.62, just beyond the tolerance: verify does not claim those.)
-    assert {116, 117, 118, 119} <= set(found), found
+    # verify must flag that run: as matches, or (turned, 0.60-0.64 on CenterFace's boxes)
+    # as "near" faces for a look by eye. (Its leaks at 15-19, Lin far away just beyond
+    # the tolerance, are not claimed.)
+    near = {m["frame"] for m in report["near"]}
+    assert {116, 117, 118, 119} <= set(found) | near, (found, sorted(near))

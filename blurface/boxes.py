@@ -1,0 +1,89 @@
+"""Box maths shared by every stage: IoU, clipping, non-maximum suppression, crops.
+
+Boxes are float32 pixel ``[x1, y1, x2, y2]`` (see :mod:`blurface.types`). This is the
+one place these are written, so the detector, the tracker, the gallery and the
+schedule agree on what "overlapping" means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box in ``a`` ``(n, 4)`` against every box in ``b`` ``(m, 4)``; ``(n, m)`` float64."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ix1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    iy1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    ix2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    iy2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
+    union = area(a)[:, None] + area(b)[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+
+
+def overlap_of_smaller(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection over the smaller box's area, ``(n, m)`` float64: 1 when one box holds the other."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    ix = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    iy = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    smaller = np.minimum(area(a)[:, None], area(b)[None, :])
+    return np.where(smaller > 0, ix * iy / np.where(smaller > 0, smaller, 1.0), 0.0)
+
+
+def area(xyxy: np.ndarray) -> np.ndarray:
+    """``(n,)`` float64 areas of ``(n, 4)`` boxes; 0 for empty or inverted boxes."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
+
+
+def side(xyxy: np.ndarray) -> np.ndarray:
+    """Geometric-mean side ``sqrt(w * h)`` of ``(n, 4)`` boxes; ``(n,)`` float64, at least 1 px."""
+    b = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    w = np.clip(b[:, 2] - b[:, 0], 1.0, None)
+    h = np.clip(b[:, 3] - b[:, 1], 1.0, None)
+    return np.sqrt(w * h)
+
+
+def clip(xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Boxes clipped to a ``width`` x ``height`` frame: a new ``(n, 4)`` float32 array."""
+    out = np.array(xyxy, np.float32, copy=True).reshape(-1, 4)
+    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
+    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
+    return out
+
+
+def nms(xyxy: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
+    """Indices of the boxes kept by greedy non-maximum suppression, best score first.
+
+    Ties are broken by index (a stable sort), so the same input always keeps the same boxes.
+    """
+    boxes = np.asarray(xyxy, np.float64).reshape(-1, 4)
+    order = np.argsort(-np.asarray(scores, np.float64), kind="stable")
+    keep: list[int] = []
+    while len(order):
+        i = int(order[0])
+        keep.append(i)
+        if len(order) == 1:
+            break
+        ious = iou_matrix(boxes[i : i + 1], boxes[order[1:]])[0]
+        order = order[1:][ious < iou_threshold]
+    return np.asarray(keep, np.int64)
+
+
+def window(box: np.ndarray, context: float, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer region around ``box``: its centre, ``context`` times its larger side, inside the frame.
+
+    Square where the frame allows, so a detector sees the face with the same margin on
+    every side. Returns ``(x1, y1, x2, y2)`` with ``x2 > x1`` and ``y2 > y1``.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    half = max(x2 - x1, y2 - y1, 2.0) * context / 2
+    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+    wx1, wy1 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
+    wx2, wy2 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
+    return wx1, wy1, max(wx1 + 1, wx2), max(wy1 + 1, wy2)

@@ -1,0 +1,291 @@
+"""Embedding a track's best face crops until its identity is clear, in this process or in a worker.
+
+The caller chooses the executor (:class:`InlineExecutor`, :class:`WorkerExecutor`) and
+passes it to the analysis; the analysis never starts processes by itself.
+
+Why the worker is a plain subprocess (``python -m blurface.embedding``) speaking
+length-prefixed ``.npz`` messages over its stdin and stdout, not a
+``multiprocessing`` pool:
+
+* ``multiprocessing``'s spawn start re-imports the user's ``__main__`` script in the
+  child. A library script without an ``if __name__ == "__main__":`` guard then ran
+  ``blur_video`` again inside the worker and printed a 77-line ``RuntimeError``.
+* Daemonic processes (Dask workers, ``ProcessPoolExecutor`` workers) may not have
+  ``multiprocessing`` children: the first ``submit`` raised ``AssertionError``. A
+  subprocess is allowed anywhere.
+* ``.npz`` messages, no pickle: numbers only.
+
+dlib's descriptor holds the GIL for about 80 ms per face; in a worker it runs beside
+decoding and detection instead of stalling them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+import numpy as np
+
+from .types import EMBEDDING_DIM, ProcessingError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EmbedJob:
+    """One track's crops to embed, best first, and what makes its decision clear.
+
+    Attributes:
+        crops: ``(h, w, 3) uint8`` BGR C-contiguous face crops, best quality first.
+        boxes: ``(k, 4)`` float32 detector box of the face in each crop.
+        prior: ``(m, 128)`` embeddings the track already has.
+        people: each relevant person's reference embeddings, ``(n_i, 128)``.
+        low, high: the track's distance is clear at or below ``low`` or above ``high``.
+    """
+
+    crops: list[np.ndarray]
+    boxes: np.ndarray
+    prior: np.ndarray
+    people: list[np.ndarray]
+    low: float
+    high: float
+
+
+class Embeds(Protocol):
+    def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray, *, jitters: int = 0) -> np.ndarray: ...
+
+
+def person_distances(embeddings: np.ndarray, people: list[np.ndarray]) -> np.ndarray:
+    """``(n, P)`` distance of each embedding to each person: the median over the person's photos.
+
+    The one rule for a person's distance, used by the gallery and by the early stop here.
+    The median, not the minimum: the minimum falls for *everyone* as photos are added
+    (more chances of a chance likeness). Measured on the hamilton audience with 5 photos
+    of Obama: median distances Obama 0.648, Lin 0.731 (one photo: 0.649, 0.749); with the
+    minimum Lin dropped to 0.692 and was masked as unsure.
+    """
+    a = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
+    out = np.full((len(a), len(people)), np.inf, np.float32)
+    for j, refs in enumerate(people):
+        refs = np.asarray(refs, np.float32).reshape(-1, EMBEDDING_DIM)
+        if len(a) and len(refs):
+            out[:, j] = np.median(np.linalg.norm(a[:, None, :] - refs[None, :, :], axis=2), axis=1)
+    return out
+
+
+def embed_until_clear(job: EmbedJob, embedder: Embeds) -> np.ndarray:
+    """Embed ``job``'s crops best-first until the nearest person is clearly near or far.
+
+    Clear targets and clear strangers cost two embeddings; unsure tracks all their crops.
+
+    Returns:
+        ``(k, 128)`` float32 embeddings of the first ``k`` crops.
+    """
+    from .plan import track_distance
+
+    out: list[np.ndarray] = []
+    prior = np.asarray(job.prior, np.float32).reshape(-1, EMBEDDING_DIM)
+    for crop, box in zip(job.crops, np.asarray(job.boxes, np.float32).reshape(-1, 4)):
+        out.append(embedder.embed(crop, box[None])[0])
+        evidence = np.concatenate([prior, np.stack(out)])
+        if len(evidence) >= 2 and job.people:
+            d = person_distances(evidence, job.people)
+            best = min(track_distance(d[:, j]) for j in range(d.shape[1]))
+            if best <= job.low or best > job.high:
+                break
+    if not out:
+        return np.zeros((0, EMBEDDING_DIM), np.float32)
+    return np.stack(out).astype(np.float32)
+
+
+class EmbedExecutor(Protocol):
+    """Runs :func:`embed_until_clear` jobs; results come back as futures, in any order of completion."""
+
+    def submit(self, job: EmbedJob) -> Future: ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each job at once in the calling thread. Deterministic, no process; uses one core."""
+
+    def __init__(self, embedder: Embeds) -> None:
+        self.embedder = embedder
+
+    def submit(self, job: EmbedJob) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(embed_until_clear(job, self.embedder))
+        except Exception as e:  # delivered like a worker's failure
+            future.set_exception(e)
+        return future
+
+    def close(self) -> None:
+        pass
+
+
+class WorkerGone(ProcessingError):
+    """The embedding worker process stopped; its unfinished jobs must be redone elsewhere."""
+
+
+class WorkerExecutor:
+    """Runs jobs in one ``python -m blurface.embedding`` subprocess, first in, first out.
+
+    Raises:
+        ProcessingError: the worker cannot be started.
+    """
+
+    def __init__(self) -> None:
+        try:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "blurface.embedding"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                # Its own session: a Ctrl-C in the terminal is the parent's to handle;
+                # the parent closes the worker's stdin and the worker exits.
+                start_new_session=True,
+            )
+        except OSError as e:
+            raise ProcessingError(f"cannot start the embedding worker: {e}") from e
+        self._pending: deque[Future] = deque()
+        self._lock = threading.Lock()
+        self._gone = False
+        self._reader = threading.Thread(target=self._read, name="blurface-embed-reader", daemon=True)
+        self._reader.start()
+
+    def submit(self, job: EmbedJob) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._gone:
+                future.set_exception(WorkerGone("the embedding worker has stopped"))
+                return future
+            self._pending.append(future)
+            try:
+                _send(self._proc.stdin, _job_message(job))  # type: ignore[arg-type]
+            except (BrokenPipeError, OSError, ValueError):
+                self._fail_pending()
+        return future
+
+    def _read(self) -> None:
+        while True:
+            message = _receive(self._proc.stdout)  # type: ignore[arg-type]
+            with self._lock:
+                if message is None:
+                    self._fail_pending()
+                    return
+                future = self._pending.popleft()
+            if "error" in message:
+                future.set_exception(ProcessingError(f"embedding worker failed: {message['error'].item()}"))
+            else:
+                future.set_result(message["embeddings"])
+
+    def _fail_pending(self) -> None:
+        self._gone = True
+        while self._pending:
+            self._pending.popleft().set_exception(WorkerGone("the embedding worker stopped"))
+
+    def close(self) -> None:
+        with self._lock:
+            self._gone = True
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self._proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+        if self._proc.stdout:
+            self._proc.stdout.close()
+        self._reader.join(timeout=5)
+
+
+def default_executor(embedder: Embeds) -> EmbedExecutor:
+    """A worker process where one can start (a second core for embeddings), else inline."""
+    if (os.cpu_count() or 1) < 2:
+        return InlineExecutor(embedder)
+    try:
+        return WorkerExecutor()
+    except ProcessingError as e:
+        log.warning("embedding in this process: %s", e)
+        return InlineExecutor(embedder)
+
+
+# --------------------------------------------------------------------------- wire format
+
+_HEADER = struct.Struct("<Q")
+# A job holds a few face crops (each well under 1 MB); anything near this is corruption.
+_MAX_MESSAGE = 512 * 1024 * 1024
+
+
+def _job_message(job: EmbedJob) -> dict[str, np.ndarray]:
+    arrays = {f"crop{i}": np.ascontiguousarray(c) for i, c in enumerate(job.crops)}
+    arrays.update({f"person{j}": np.asarray(p, np.float32) for j, p in enumerate(job.people)})
+    arrays["boxes"] = np.asarray(job.boxes, np.float32).reshape(-1, 4)
+    arrays["prior"] = np.asarray(job.prior, np.float32).reshape(-1, EMBEDDING_DIM)
+    arrays["limits"] = np.array([job.low, job.high], np.float64)
+    return arrays
+
+
+def _job_from_message(arrays: dict[str, np.ndarray]) -> EmbedJob:
+    crops = [arrays[f"crop{i}"] for i in range(sum(k.startswith("crop") for k in arrays))]
+    people = [arrays[f"person{j}"] for j in range(sum(k.startswith("person") for k in arrays))]
+    low, high = (float(v) for v in arrays["limits"])
+    return EmbedJob(crops, arrays["boxes"], arrays["prior"], people, low, high)
+
+
+def _send(stream: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    data = buf.getvalue()
+    stream.write(_HEADER.pack(len(data)))
+    stream.write(data)
+    stream.flush()
+
+
+def _receive(stream: BinaryIO) -> dict[str, np.ndarray] | None:
+    """The next message, or ``None`` at end of stream or on a malformed one."""
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        return None
+    (size,) = _HEADER.unpack(head)
+    if size > _MAX_MESSAGE:
+        return None
+    data = stream.read(size)
+    if len(data) < size:
+        return None
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
+def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+    """The worker's loop: one job in, its embeddings (or one error line) out, until stdin closes."""
+    from .faces import Embedder
+
+    embedder = Embedder()
+    while True:
+        message = _receive(stdin)
+        if message is None:
+            return 0
+        try:
+            reply = {"embeddings": embed_until_clear(_job_from_message(message), embedder)}
+        except Exception as e:  # reported to the parent, which decides what to do
+            reply = {"error": np.array(f"{type(e).__name__}: {e}")}
+        _send(stdout, reply)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(_serve(sys.stdin.buffer, sys.stdout.buffer))

@@ -1,0 +1,111 @@
+"""Where to look for faces on each frame: the whole frame, or around the faces already followed.
+
+A whole-frame pass at the scale the smallest wanted face needs is the expensive part
+of the analysis (1280x720: about 80 ms on 2 cores). It runs every ``full_every``
+frames, on the first frame and after each cut. Between passes, each followed face is
+looked for in a small region around where it should be, seen at a size where the
+face is large (a 128 px square: about 3 ms). A face that appears between two passes
+is found by the next one, and then followed *backwards* through the frames kept in a
+bounded buffer, so it is masked from the frame it appeared on.
+
+Everything here is a pure function of the frame index, the cuts and the tracker's
+boxes, never of timing: the same video and settings give the same schedule, so the
+same plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import boxes
+
+
+@dataclass(frozen=True)
+class Step:
+    """What to run on one frame.
+
+    Attributes:
+        full: run the detector on the whole frame.
+        regions: ``(x1, y1, x2, y2)`` integer regions to look in (empty with ``full``).
+    """
+
+    full: bool
+    regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+
+    @property
+    def runs(self) -> bool:
+        return self.full or bool(self.regions)
+
+
+class DetectionSchedule:
+    """Chooses a :class:`Step` per frame.
+
+    Args:
+        width, height: frame size (display orientation).
+        full_every: frames between whole-frame passes. Lower finds a newly appearing
+            face sooner (fewer frames to recover by following it backwards) at about
+            ``80 ms / full_every`` per frame at 720p.
+        follow_every: frames between region passes on followed faces; the frames in
+            between are interpolated. 1 follows every frame (tightest masks).
+        context: region side as a multiple of the face's larger side. Larger keeps
+            fast faces inside the region; smaller shows the detector a bigger face.
+        region_px: side, in detector pixels, each region is seen at.
+        full_pixels: detector pixels of one whole-frame pass. When the regions of a
+            frame would cost more than half of that (a crowd), the whole frame is
+            searched instead, which also finds new faces.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        *,
+        full_every: int,
+        follow_every: int = 1,
+        context: float = 2.5,
+        region_px: int = 128,
+        full_pixels: float,
+    ) -> None:
+        if full_every < 1:
+            raise ValueError(f"full_every must be >= 1 frame, got {full_every!r}")
+        if follow_every < 1:
+            raise ValueError(f"follow_every must be >= 1 frame, got {follow_every!r}")
+        self.width, self.height = int(width), int(height)
+        self.full_every = int(full_every)
+        self.follow_every = int(follow_every)
+        self.context = float(context)
+        self.region_px = int(region_px)
+        self.full_pixels = float(full_pixels)
+        self._last_full = -(10**9)
+        self._last_follow = -(10**9)
+
+    def step(self, index: int, *, cut: bool, predicted: np.ndarray, lost: np.ndarray | None = None) -> Step:
+        """The step for frame ``index``.
+
+        Args:
+            index: frame index, increasing across calls.
+            cut: a shot starts on this frame.
+            predicted: ``(n, 4)`` boxes where the live tracks should be on this frame.
+            lost: ``(n,)`` bool, tracks missed at their last look; they are looked for on
+                every frame (not every ``follow_every``) until found or expired.
+        """
+        predicted = np.asarray(predicted, np.float32).reshape(-1, 4)
+        if cut or index - self._last_full >= self.full_every:
+            return self._full(index)
+        lost = np.zeros(len(predicted), bool) if lost is None else np.asarray(lost, bool).reshape(-1)
+        follow_due = index - self._last_follow >= self.follow_every
+        chosen = predicted if follow_due else predicted[lost]
+        if len(chosen) == 0:
+            return Step(full=False)
+        regions = [boxes.window(b, self.context, self.width, self.height) for b in chosen]
+        if len(regions) * self.region_px**2 > 0.5 * self.full_pixels:
+            return self._full(index)
+        if follow_due:
+            self._last_follow = index
+        return Step(full=False, regions=regions)
+
+    def _full(self, index: int) -> Step:
+        self._last_full = self._last_follow = index
+        return Step(full=True)

@@ -1,0 +1,126 @@
+"""The detector and the embedding executors on real pictures (the astronaut; the shared photos and clip)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from blurface import boxes, media
+from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector, model_files
+from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone
+from blurface.faces import Embedder
+from blurface.types import ProcessingError
+
+
+@pytest.fixture(scope="module")
+def detector() -> CenterFace:
+    return CenterFace()
+
+
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def test_the_shipped_model_is_the_recorded_file_with_its_licence() -> None:
+    path = MODELS_DIR / "centerface.onnx"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == CENTERFACE_SHA256
+    assert "MIT" in (MODELS_DIR / "LICENSE-centerface.txt").read_text()
+    assert all(p.is_file() for p in model_files().values())
+
+
+def test_finds_the_astronaut_with_landmarks_inside_the_box(detector: CenterFace, astronaut: np.ndarray) -> None:
+    faces = detector.detect(astronaut)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces.xyxy[0]
+    assert 150 < x1 < 200 and 40 < y1 < 80 and 80 < x2 - x1 < 110  # her face, not the suit's patches
+    marks = faces.landmarks[0]
+    assert ((marks[:, 0] > x1) & (marks[:, 0] < x2) & (marks[:, 1] > y1) & (marks[:, 1] < y2)).all()
+    assert marks[0, 0] < marks[1, 0]  # left eye left of right eye
+
+
+@pytest.mark.parametrize("side", [16, 24, 40])
+def test_small_faces_are_found_at_full_size(detector: CenterFace, astronaut: np.ndarray, side: int) -> None:
+    """The face shrunk to ``side`` px wide, pasted in a larger grey frame, is still found."""
+    face = astronaut[20:240, 130:330]  # head with margin, about 95 px of face
+    k = side / 95
+    small = cv2.resize(face, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    frame = np.full((360, 640, 3), 90, np.uint8)
+    frame[150 : 150 + small.shape[0], 300 : 300 + small.shape[1]] = small
+    found = detector.detect(frame)
+    assert len(found) >= 1
+    assert abs(float(found.width.max()) - side) < side * 0.6
+
+
+def test_regions_find_what_the_whole_frame_finds(detector: CenterFace, astronaut: np.ndarray) -> None:
+    whole = detector.detect(astronaut)
+    region = boxes.window(whole.xyxy[0], 2.5, astronaut.shape[1], astronaut.shape[0])
+    seen = detector.detect_regions(astronaut, [region, (0, 0, 64, 64)], size=128)
+    assert len(seen) == 1
+    assert boxes.iou_matrix(whole.xyxy, seen.xyxy)[0, 0] > 0.7
+
+
+def test_bad_model_file_is_one_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "centerface.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(ProcessingError, match="cannot load face detector model"):
+        CenterFace(model=bad)
+    with pytest.raises(ProcessingError, match="missing: reinstall"):
+        CenterFace(model=tmp_path / "absent.onnx")
+    with pytest.raises(ValueError, match="unknown face detector"):
+        make_detector("hog")
+
+
+def _job(astronaut: np.ndarray, detector: CenterFace) -> EmbedJob:
+    box = detector.detect(astronaut).xyxy[0]
+    return EmbedJob([astronaut], box[None], np.zeros((0, 128), np.float32), [], 0.5, 0.7)
+
+
+def test_the_worker_process_embeds_as_this_process_does(detector: CenterFace, astronaut: np.ndarray) -> None:
+    job = _job(astronaut, detector)
+    here = InlineExecutor(Embedder()).submit(job).result()
+    worker = WorkerExecutor()
+    try:
+        there = [worker.submit(job) for _ in range(3)]
+        results = [f.result(timeout=120) for f in there]
+    finally:
+        worker.close()
+    for r in results:
+        np.testing.assert_allclose(r, here, atol=1e-5)
+
+
+def test_a_killed_worker_fails_its_jobs_instead_of_hanging(detector: CenterFace, astronaut: np.ndarray) -> None:
+    worker = WorkerExecutor()
+    try:
+        worker.submit(_job(astronaut, detector)).result(timeout=120)
+        os.kill(worker._proc.pid, signal.SIGKILL)
+        worker._proc.wait()
+        with pytest.raises(WorkerGone):
+            worker.submit(_job(astronaut, detector)).result(timeout=60)
+    finally:
+        worker.close()
+
+
+@pytest.mark.shared
+def test_every_labelled_hamilton_face_is_found_at_half_size(shared_media: Path, detector: CenterFace) -> None:
+    """Dim, three-quarter audience faces HOG never found, on every 10th frame, at half resolution."""
+    truth = json.loads((shared_media / "hamilton_truth.json").read_text())["frames"]
+    info = media.probe(shared_media / "hamilton_clip.mp4")
+    missed = []
+    for frame in media.iter_frames(info):
+        if frame.index % 10 or frame.index >= len(truth):
+            continue
+        found = detector.detect(frame.image, scale=0.5)
+        for face in truth[frame.index]:
+            best = boxes.iou_matrix(np.array([face["box"]], np.float32), found.xyxy).max(initial=0.0)
+            if best < 0.3:
+                missed.append((frame.index, face["who"]))
+    assert missed == []
