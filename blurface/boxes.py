@@ -84,6 +84,8 @@ def window(box: np.ndarray, context: float, width: int, height: int) -> tuple[in
     x1, y1, x2, y2 = (float(v) for v in box)
     half = max(x2 - x1, y2 - y1, 2.0) * context / 2
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    wx1, wy1 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
+    # A box predicted (partly) outside the frame still gives a region inside it.
+    wx1 = min(max(0, int(math.floor(cx - half))), width - 1)
+    wy1 = min(max(0, int(math.floor(cy - half))), height - 1)
     wx2, wy2 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
     return wx1, wy1, max(wx1 + 1, wx2), max(wy1 + 1, wy2)

@@ -130,9 +130,7 @@ class CenterFace:
         if scale <= 0:
             raise ValueError(f"scale must be > 0, got {scale!r}")
         sw, sh = max(1, round(w * scale)), max(1, round(h * scale))
-        small = image if (sw, sh) == (w, h) else cv2.resize(
-            image, (sw, sh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        )
+        small = image if (sw, sh) == (w, h) else cv2.resize(image, (sw, sh), interpolation=_interpolation(scale))
         faces = self._run([_padded(small, self._ALIGN)], [(sw, sh)])[0]
         return _to_frame(faces, sw / w, sh / h, 0, 0, w, h)
 
@@ -147,7 +145,7 @@ class CenterFace:
             # One scale for both axes (no stretching); the longer side becomes ``size``.
             s = size / max(rw, rh)
             cw, ch = max(1, round(rw * s)), max(1, round(rh * s))
-            crop = cv2.resize(image[y1:y2, x1:x2], (cw, ch), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            crop = cv2.resize(image[y1:y2, x1:x2], (cw, ch), interpolation=_interpolation(s))
             inputs.append(_padded(crop, self._ALIGN, (size, size)))
             shapes.append((cw, ch))
             placed.append((cw / rw, ch / rh, x1, y1))
@@ -165,6 +163,12 @@ class CenterFace:
         return [
             _decode(heat[b, 0], scale[b], offset[b], marks[b], shapes[b], self.threshold) for b in range(len(images))
         ]
+
+
+def _interpolation(scale: float) -> int:
+    # Area averaging only where bilinear would alias (more than 2x smaller): at 1280 -> 747
+    # INTER_AREA's general path took 6 ms a frame, bilinear under 1 ms, same detections.
+    return cv2.INTER_AREA if scale < 0.5 else cv2.INTER_LINEAR
 
 
 def _providers(available: list[str]) -> list[str]:

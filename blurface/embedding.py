@@ -28,6 +28,7 @@ import signal
 import struct
 import subprocess
 import sys
+import queue
 import threading
 from collections import deque
 from concurrent.futures import Future
@@ -160,7 +161,12 @@ class WorkerExecutor:
         self._pending: deque[Future] = deque()
         self._lock = threading.Lock()
         self._gone = False
+        # Jobs go out through a writer thread: the worker reads its pipe only between jobs,
+        # so writing a job's crops from the caller blocked it for up to 70 ms each.
+        self._outbox: queue.Queue[dict[str, np.ndarray] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write, name="blurface-embed-writer", daemon=True)
         self._reader = threading.Thread(target=self._read, name="blurface-embed-reader", daemon=True)
+        self._writer.start()
         self._reader.start()
 
     def submit(self, job: EmbedJob) -> Future:
@@ -170,11 +176,17 @@ class WorkerExecutor:
                 future.set_exception(WorkerGone("the embedding worker has stopped"))
                 return future
             self._pending.append(future)
-            try:
-                _send(self._proc.stdin, _job_message(job))  # type: ignore[arg-type]
-            except (BrokenPipeError, OSError, ValueError):
-                self._fail_pending()
+        self._outbox.put(_job_message(job))
         return future
+
+    def _write(self) -> None:
+        while (message := self._outbox.get()) is not None:
+            try:
+                _send(self._proc.stdin, message)  # type: ignore[arg-type]
+            except (BrokenPipeError, OSError, ValueError):
+                with self._lock:
+                    self._fail_pending()
+                return
 
     def _read(self) -> None:
         while True:
@@ -197,6 +209,8 @@ class WorkerExecutor:
     def close(self) -> None:
         with self._lock:
             self._gone = True
+        self._outbox.put(None)
+        self._writer.join(timeout=5)
         try:
             if self._proc.stdin:
                 self._proc.stdin.close()

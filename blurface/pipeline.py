@@ -67,7 +67,7 @@ class AnalysisSettings:
 
     min_face: float = 1 / 30
     full_every: int = 8
-    follow_every: int = 1
+    follow_every: int = 2
     detect_threshold: float = 0.3
     crops_per_track: int = 5
     max_gap_seconds: float = 1.0
@@ -78,9 +78,11 @@ class AnalysisSettings:
 
 
 PRESETS: dict[str, AnalysisSettings] = {
-    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=2, crops_per_track=3),
+    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=3, crops_per_track=3),
     "balanced": AnalysisSettings(),
-    "thorough": AnalysisSettings(min_face=1 / 45, full_every=3, detect_threshold=0.2, crops_per_track=8),
+    "thorough": AnalysisSettings(
+        min_face=1 / 45, full_every=3, follow_every=1, detect_threshold=0.2, crops_per_track=8
+    ),
 }
 
 # Side, in detector pixels, at which a region around a followed face is searched: the
@@ -365,16 +367,18 @@ class Analyser:
             self.embeddings_computed += len(rows)
             return self.engine.embed(frame.image, faces.xyxy[rows])
 
-        # Embeddings settle crossings, at 80 ms a face. One frame after the last look a face
-        # has moved a fraction of its size and overlap alone links it (embedding every
+        # Embeddings settle crossings, at 80 ms a face. A look or two after the last one a
+        # face has moved a fraction of its size and overlap alone links it (embedding every
         # crowded frame of the hamilton audience cost 340 embeddings); after a longer gap
         # the tracker may embed the faces it cannot tell apart.
         gap = i - self._last_looked
         self._last_looked = i
-        use_embed = gap > 1 and len(self.gallery) > 0 and self.decision.mode != "all"
+        use_embed = gap > self.settings.follow_every and len(self.gallery) > 0 and self.decision.mode != "all"
         faces = tracker.update(i, faces, embed=embed if use_embed else None, looked=None if step.full else looked)
         born = np.flatnonzero(faces.track_id >= first_new)
-        if len(born) and recent:
+        # New faces are found by whole-frame passes; one first seen in a region pass was
+        # beside a followed face, and that region was searched in the frames before too.
+        if step.full and len(born) and recent:
             self._follow_back(faces[born], tracker, recent)
         if self.decision.mode == "all":
             return

@@ -95,6 +95,10 @@ class DetectionSchedule:
         if cut or index - self._last_full >= self.full_every:
             return self._full(index)
         lost = np.zeros(len(predicted), bool) if lost is None else np.asarray(lost, bool).reshape(-1)
+        # A face predicted to have left the frame is not looked for (its track expires).
+        p = predicted
+        inside = (p[:, 2] > 0) & (p[:, 0] < self.width) & (p[:, 3] > 0) & (p[:, 1] < self.height)
+        predicted, lost = predicted[inside], lost[inside]
         follow_due = index - self._last_follow >= self.follow_every
         chosen = predicted if follow_due else predicted[lost]
         if len(chosen) == 0:
