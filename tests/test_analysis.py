@@ -90,8 +90,8 @@ def test_a_face_walking_in_is_followed_back_to_where_it_entered(tmp_path: Path, 
     assert plan.settings["scene_cuts"] == []
     assert plan.settings["backward_frames"] >= 3
     first_seen = min(i for i, faces in enumerate(truth) if faces)
-    detected = {f for t in plan.tracks for f in t.frames[t.source == SOURCE_DETECTED].tolist()}
-    assert set(range(first_seen, 36)) <= detected
+    # Her first detection is no later than the first frame she is 60% in: found backwards.
+    assert min(int(t.frames[t.source == SOURCE_DETECTED][0]) for t in plan.tracks) <= first_seen
     out = tmp_path / "out.mp4"
     render(plan, out)
     acc = evaluate.score(src, out, truth, ["astronaut"])
