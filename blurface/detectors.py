@@ -150,7 +150,9 @@ class CenterFace:
             shapes.append((cw, ch))
             placed.append((cw / rw, ch / rh, x1, y1))
         found = self._run(inputs, shapes)
-        parts = [_to_frame(f, sx, sy, ox, oy, w, h) for f, (sx, sy, ox, oy) in zip(found, placed)]
+        parts = []
+        for f, (cw, ch), (sx, sy, ox, oy), region in zip(found, shapes, placed, regions):
+            parts.append(_to_frame(_whole(f, cw, ch, region, w, h), sx, sy, ox, oy, w, h))
         merged = Faces.concat(parts)
         if len(merged) < 2:
             return merged
@@ -209,6 +211,30 @@ def _decode(
     score = heat[rows, cols].astype(np.float32)
     keep = boxes.nms(xyxy, score, 0.3)
     return Faces(xyxy[keep], score[keep], landmarks=lm[keep])
+
+
+def _whole(faces: Faces, cw: int, ch: int, region: tuple[int, int, int, int], width: int, height: int) -> Faces:
+    """Drop faces cut by a region's edge where that edge is inside the frame.
+
+    Such a face is partial (seen at 1080p: half of a face reached into a neighbour's
+    region, won the NMS over the whole face, and the mask covered half of it); the
+    region around its own track sees it whole.
+    """
+    if len(faces) == 0:
+        return faces
+    x1, y1, x2, y2 = region
+    edge = 2.0  # input pixels
+    b = faces.xyxy
+    cut = np.zeros(len(faces), bool)
+    if x1 > 0:
+        cut |= b[:, 0] <= edge
+    if y1 > 0:
+        cut |= b[:, 1] <= edge
+    if x2 < width:
+        cut |= b[:, 2] >= cw - edge
+    if y2 < height:
+        cut |= b[:, 3] >= ch - edge
+    return faces[~cut]
 
 
 def _to_frame(faces: Faces, sx: float, sy: float, ox: int, oy: int, width: int, height: int) -> Faces:
