@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import media
+from . import media, metadata
 from .faces import HOG_MIN_FACE_PX, FaceEngine, sharpness
 from .gallery import Gallery
 from .mask import DEFAULT_PAD, EFFECTS, Masker
@@ -552,6 +552,8 @@ def render(
         return image, masker.regions(boxes)
 
     started = time.perf_counter()
+    # The same rule transcode applies, read from the same file: what the output leaves out.
+    dropped = [] if settings.encode.keep_metadata else metadata.findings(media.read_tags(info.path))
     warnings = media.transcode(
         info, dst, process, settings=settings.encode, overwrite=overwrite, reports_changes=True
     )
@@ -565,6 +567,7 @@ def render(
         seconds_analyse=0.0,
         seconds_render=time.perf_counter() - started,
         warnings=list(plan.warnings) + list(warnings),
+        metadata_dropped=[str(f) for f in dropped],
     )
 
 
@@ -615,5 +618,6 @@ def blur_video(
     result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
     # Written only once the video is: an interrupted run leaves neither behind.
     if plan_path is not None:
+        plan.metadata_dropped = list(result.metadata_dropped)
         plan.save(plan_path)
     return replace(result, seconds_analyse=analysed)
