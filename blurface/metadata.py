@@ -155,13 +155,15 @@ def findings(meta: FileTags) -> list[Finding]:
     Every tag outside the allowlist counts, except structural ones (brands,
     Matroska durations) and the values FFmpeg writes itself (``Lavf`` encoder
     strings, its default handler names), so blurface's own output comes out clean.
-    Whole streams count when :func:`keeps_stream` refuses them; a chapter track
-    does not, since its titles are reported per chapter.
+    Whole streams count when :func:`keeps_stream` refuses them (their tags go
+    with them, so are not listed); a chapter track does not, since its titles
+    are reported per chapter.
     """
     found = [Finding(key) for key, value in meta.container.items() if _identifying(key, value, None)]
     for stream in meta.streams:
         if not keeps_stream(stream) and not stream.chapter_track:
             found.append(Finding(None, stream))
+            continue
         found.extend(Finding(k, stream) for k, v in stream.tags.items() if _identifying(k, v, stream))
     for number, tags in enumerate(meta.chapters, 1):
         found.extend(Finding(k, chapter=number) for k, v in tags.items() if v)
