@@ -169,7 +169,8 @@ def _inspect_parser() -> argparse.ArgumentParser:
         "left in video files, by key; exit 1 if any file has some.",
     )
     p.add_argument("videos", nargs="+", metavar="video", help="files to check")
-    _add_common(p)
+    p.add_argument("-q", "--quiet", action="store_true", help="only the verdict line of each file")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return p
 
 
@@ -428,7 +429,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             print(_one_line(f"blurface: error: {e}"), file=sys.stderr)
             code = EXIT_USAGE
             continue
-        for finding in found:
+        for finding in [] if args.quiet else found:
             print(f"{video}: {finding}")
         verdict = f"IDENTIFYING METADATA: {len(found)} item(s)" if found else "CLEAN"
         print(f"{video}: {verdict}")

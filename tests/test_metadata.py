@@ -256,6 +256,8 @@ def test_inspect_lists_identifying_keys_and_exits_1(tmp_path, capsys):
     assert f"{src}: stream #1 handler_name" in listed and f"{src}: chapter 2 title" in listed
     assert listed[-1].startswith(f"{src}: IDENTIFYING METADATA: ")
     assert not [s for s in SECRETS if s in out], "keys only, never values"
+    code, out, _ = run(capsys, "inspect", "-q", src)
+    assert code == 1 and out == f"{listed[-1]}\n"
 
 
 def test_inspect_several_files_and_bad_input(tmp_path, capsys):
@@ -321,3 +323,19 @@ def test_only_font_attachments_are_kept(tags, font):
     stream = StreamTags(2, "attachment", tags)
     assert metadata.keeps_stream(stream) is font
     assert metadata.kept_stream_tags(stream) == (tags if font else {})
+
+
+def test_render_subcommand_drops_or_keeps_metadata_too(tmp_path, capsys):
+    src = make_tagged(tmp_path / "phone.mkv", rotation=0)
+    plan = tmp_path / "plan.json"
+    assert main([str(src), "--all", "-q", "--keep-metadata", "-o", str(tmp_path / "a.mkv"), "--plan", str(plan)]) == 0
+    assert json.loads(plan.read_text())["metadata_dropped"] == []
+    capsys.readouterr()
+
+    code, _, lines = run(capsys, "render", src, "--plan", plan, "-q", "-o", tmp_path / "b.mkv")
+    assert code == 0 and len(lines) == 1 and "dropped " in lines[0]
+    assert metadata.findings(media.read_tags(tmp_path / "b.mkv")) == []
+
+    code, _, lines = run(capsys, "render", src, "--plan", plan, "-q", "--keep-metadata", "-o", tmp_path / "c.mkv")
+    assert code == 0 and lines == []
+    assert all_tags(tmp_path / "c.mkv")[""]["MODEL"] == "iPhone 15 Pro Max"
