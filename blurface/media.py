@@ -9,7 +9,8 @@ This is the only module that imports :mod:`av`. It offers:
 * :func:`transcode` decodes again, lets a callback change each frame, encodes
   H.264 and copies every other stream bit-exactly, keeping every timestamp.
   :func:`check_output`, :func:`default_output_path` and
-  :func:`cleanup_stale_temps` go with it.
+  :func:`cleanup_stale_temps` go with it. By default it keeps only the metadata
+  :mod:`blurface.metadata` allows; :func:`read_tags` reads a file's metadata for it.
 
 Timing rule, everywhere: timestamps are copied, never regenerated. Video frames
 keep their source pts in the source stream's time base (so variable frame rates
@@ -780,7 +781,7 @@ class _TagPolicy:
         if self.keep_all:
             return None
         found = metadata.findings(self.meta)
-        return metadata.summary([f for f in found if f.stream is None or f.key is not None or f.stream.kind != "video"])
+        return metadata.summary([f for f in found if not (f.key is None and f.stream and f.stream.kind == "video")])
 
 
 def _copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
