@@ -1,7 +1,8 @@
 """Command line: argument parsing, progress bars, logging and exit codes. Nothing else.
 
-Exit codes: 0 ok (``verify``: clean), 1 processing failure (``verify``: the target
-was found), 2 usage or input error, 130 interrupted (Ctrl-C or SIGTERM).
+Exit codes: 0 ok (``verify``, ``inspect``: clean), 1 processing failure (``verify``: the
+target was found; ``inspect``: identifying metadata was found), 2 usage or input error,
+130 interrupted (Ctrl-C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
@@ -28,7 +30,7 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("blurface")
 
-SUBCOMMANDS = ("enroll", "verify", "render")
+SUBCOMMANDS = ("enroll", "verify", "render", "inspect")
 
 # x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -39,6 +41,7 @@ _NOT_WRITTEN = {
     "render": "no output video was written",
     "enroll": "no gallery was written",
     "verify": "no report was written",
+    "inspect": "the check did not finish",
 }
 
 
@@ -73,7 +76,8 @@ def _blur_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="blurface",
         description="Mask a person's face wherever they appear in a video; keep audio, streams and timing.",
-        epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help'. "
+        epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help', "
+        "'blurface inspect --help'. "
         "Exit codes: 0 ok, 1 processing failure, 2 usage or input error, 130 interrupted.",
     )
     p.add_argument("video", help="input video (mp4, mov, mkv, ...)")
@@ -103,6 +107,7 @@ def _blur_parser() -> argparse.ArgumentParser:
     speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
     speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
     p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
+    _add_keep_metadata(p)
     p.add_argument("--version", action="version", version=f"blurface {__version__}")
     _add_common(p)
     return p
@@ -144,7 +149,28 @@ def _render_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", type=float, default=None)
     p.add_argument("--crf", type=int, default=None)
     p.add_argument("--preset", default=None)
+    _add_keep_metadata(p)
     _add_common(p)
+    return p
+
+
+def _add_keep_metadata(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--keep-metadata", action="store_true",
+        help="keep the input's metadata (location, camera make and model, dates, titles, data streams); "
+        "by default only what players need is kept",
+    )
+
+
+def _inspect_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface inspect",
+        description="List identifying metadata (location, camera, dates, names, data streams, chapter titles) "
+        "left in video files, by key; exit 1 if any file has some.",
+    )
+    p.add_argument("videos", nargs="+", metavar="video", help="files to check")
+    p.add_argument("-q", "--quiet", action="store_true", help="only the verdict line of each file")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     return p
 
 
@@ -246,6 +272,7 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
     pad = defaults.pad if args.pad is None else args.pad
     if not 0 <= pad <= 3:
         raise _UsageError(f"blurface: --pad {pad} is out of range: use 0 to 3")
+    encode = replace(encode, keep_metadata=args.keep_metadata)
     return RenderSettings(effect=args.mask, shape=args.shape, pad=pad, encode=encode)
 
 
@@ -386,11 +413,34 @@ def _cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from . import media
+    from .metadata import findings
+
+    code = EXIT_OK
+    for video in args.videos:
+        try:
+            found = findings(media.read_tags(video))
+        except BlurfaceError as e:
+            # One unreadable file must not hide what the others hold: report it and go on.
+            print(_one_line(f"blurface: error: {e}"), file=sys.stderr)
+            code = EXIT_USAGE
+            continue
+        for finding in [] if args.quiet else found:
+            print(f"{video}: {finding}")
+        verdict = f"IDENTIFYING METADATA: {len(found)} item(s)" if found else "CLEAN"
+        print(f"{video}: {verdict}")
+        if found and code == EXIT_OK:
+            code = EXIT_FAILURE
+    return code
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "blur": (_blur_parser, _cmd_blur),
     "enroll": (_enroll_parser, _cmd_enroll),
     "verify": (_verify_parser, _cmd_verify),
     "render": (_render_parser, _cmd_render),
+    "inspect": (_inspect_parser, _cmd_inspect),
 }
 
 
@@ -424,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     name = argv[0] if argv and argv[0] in SUBCOMMANDS else "blur"
     if name != "blur":
         argv = argv[1:]
-    if name != "enroll":  # enroll takes several photos: there ``--`` keeps its usual meaning
+    if name not in ("enroll", "inspect"):  # these take several files: there ``--`` keeps its usual meaning
         argv = _video_after_double_dash(argv)
     make_parser, command = COMMANDS[name]
     debug = "--debug" in argv

@@ -9,7 +9,8 @@ This is the only module that imports :mod:`av`. It offers:
 * :func:`transcode` decodes again, lets a callback change each frame, encodes
   H.264 and copies every other stream bit-exactly, keeping every timestamp.
   :func:`check_output`, :func:`default_output_path` and
-  :func:`cleanup_stale_temps` go with it.
+  :func:`cleanup_stale_temps` go with it. By default it keeps only the metadata
+  :mod:`blurface.metadata` allows; :func:`read_tags` reads a file's metadata for it.
 
 Timing rule, everywhere: timestamps are copied, never regenerated. Video frames
 keep their source pts in the source stream's time base (so variable frame rates
@@ -35,6 +36,7 @@ import av.error
 import cv2
 import numpy as np
 
+from . import metadata
 from .types import DecodedFrame, MediaError, OutputError, ProcessingError, StreamInfo, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -559,7 +561,7 @@ def _demux(container: av.container.InputContainer, streams: list[av.stream.Strea
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    """How :func:`transcode` encodes the video stream.
+    """How :func:`transcode` encodes the video stream, and which metadata it keeps.
 
     Attributes:
         crf: x264 constant rate factor; lower is better quality and bigger files.
@@ -573,11 +575,16 @@ class EncodeSettings:
             files nearly double; slower presets save little on re-encodes.
         codec: FFmpeg video encoder; it must accept yuv420p and the ``crf`` and
             ``preset`` options (libx264 does).
+        keep_metadata: keep every tag, data stream, attachment and chapter title of
+            the input. Off (the default), the output keeps only what players need
+            (see :mod:`blurface.metadata`): an anonymised file must not say where,
+            when and with what it was filmed.
     """
 
     crf: int = 18
     preset: str = "veryfast"
     codec: str = "libx264"
+    keep_metadata: bool = False
 
 
 def default_output_path(src: str | os.PathLike) -> Path:
@@ -674,10 +681,116 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> str:
     return fmt
 
 
+# --------------------------------------------------------------------------- metadata
+# What to keep is decided in blurface.metadata; this section reads and writes it with PyAV.
+
+# FFmpeg's AVDISCARD_ALL: the demuxer marks a stream that is no part of the presentation
+# (a MOV/MP4 chapter text track, which it exposes as chapters instead).
+_DISCARD_ALL = 48
+
+
+def read_tags(path: str | os.PathLike) -> metadata.FileTags:
+    """Every container, stream and chapter tag of the media file at ``path``.
+
+    Any media file will do (audio only too): ``blurface inspect`` checks archives.
+
+    Raises:
+        MediaError: missing, empty or unreadable file, or a still image.
+    """
+    p = _check_readable(path)
+    with _open_input(p) as container:
+        if _is_still_image(container):
+            raise MediaError(
+                f"{p}: is a still image: 'blurface inspect' checks video files (use an EXIF tool for pictures)"
+            )
+        return _file_tags(container, p)
+
+
+def _file_tags(container: av.container.InputContainer, path: Path) -> metadata.FileTags:
+    chapters = container.chapters()
+    return metadata.FileTags(
+        path=str(path),
+        container=dict(container.metadata),
+        streams=tuple(_stream_tags(s, bool(chapters)) for s in container.streams),
+        chapters=tuple(dict(c.get("metadata") or {}) for c in chapters),
+    )
+
+
+def _stream_tags(stream: av.stream.Stream, has_chapters: bool) -> metadata.StreamTags:
+    kind = stream.type if stream.type in ("video", "audio", "subtitle", "attachment") else "data"
+    return metadata.StreamTags(
+        index=stream.index,
+        kind=kind,
+        tags=dict(stream.metadata),
+        cover=kind == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic),
+        chapter_track=has_chapters and _is_chapter_track(stream),
+    )
+
+
+def _is_chapter_track(stream: av.stream.Stream) -> bool:
+    return stream.type == "data" and stream.discard == _DISCARD_ALL
+
+
+class _TagPolicy:
+    """Copies the tags :func:`transcode` keeps: all of them, or the allowlist of :mod:`blurface.metadata`."""
+
+    def __init__(self, meta: metadata.FileTags, keep_all: bool) -> None:
+        self.meta = meta
+        self.keep_all = keep_all
+        self.streams = {s.index: s for s in meta.streams}
+
+    def copy_container(self, source: dict[str, str], target: dict[str, str]) -> None:
+        if self.keep_all:
+            _copy_tags(source, target)
+        # else nothing: no container tag is needed to play a file
+
+    def movflags(self) -> str:
+        """Extra MOV/MP4 muxer flags: keep reverse-DNS keys (``com.apple.quicktime.make``) when keeping all.
+
+        The muxer writes only the tags it has a QuickTime/iTunes atom for unless told
+        to write every tag as an ``mdta`` key, the way phones store them.
+        """
+        if self.keep_all and any("." in key for key in self.meta.container):
+            return "+use_metadata_tags"
+        return ""
+
+    def copy_stream(self, source: av.stream.Stream, target: av.stream.Stream) -> None:
+        if self.keep_all:
+            _copy_tags(source.metadata, target.metadata)
+            # QuickTime reads a track's title as "name" but writes it from "title".
+            if "name" in target.metadata and "title" not in target.metadata:
+                target.metadata["title"] = target.metadata.pop("name")
+        else:
+            target.metadata.update(metadata.kept_stream_tags(self.streams[source.index]))
+
+    def keeps_stream(self, stream: av.stream.Stream) -> bool:
+        """Data streams and non-font attachments are left out (cover pictures are, elsewhere, anyway)."""
+        return self.keep_all or stream.type == "video" or metadata.keeps_stream(self.streams[stream.index])
+
+    def chapters(self, chapters: list[dict]) -> list[dict]:
+        if self.keep_all:
+            return chapters
+        return [{**chapter, "metadata": {}} for chapter in chapters]  # times stay, titles go
+
+    def summary(self) -> str | None:
+        """The warning naming what was dropped; ``None`` when keeping all or nothing was dropped.
+
+        Extra video streams (cover art, other angles) are not named: :func:`_plan_stream`
+        warns about each already.
+        """
+        if self.keep_all:
+            return None
+        found = metadata.findings(self.meta)
+        return metadata.summary([f for f in found if not (f.key is None and f.stream and f.stream.kind == "video")])
+
+
 def _copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
     for key, value in source.items():
         if key.lower() not in _STALE_TAGS:
             target[key] = value
+
+
+# --------------------------------------------------------------------------- encode: other streams
 
 
 def _muxer_rejects(fmt: str, template: av.stream.Stream, sample: av.Packet | None = None) -> str | None:
@@ -824,7 +937,12 @@ _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text"
 
 
 def _plan_stream(
-    stream: av.stream.Stream, fmt: str, out: av.container.OutputContainer, path: str, warnings: list[str]
+    stream: av.stream.Stream,
+    fmt: str,
+    out: av.container.OutputContainer,
+    path: str,
+    warnings: list[str],
+    tags: _TagPolicy,
 ) -> _Route | None:
     """Add an output stream for ``stream`` and say how to feed it; ``None`` drops it (with a warning)."""
 
@@ -850,7 +968,7 @@ def _plan_stream(
     reason = "MP4 players rarely support PCM audio" if pcm_in_mp4 else _muxer_rejects(fmt, stream, sample)
     if reason is None:
         target = out.add_stream_from_template(stream)
-        _copy_tags(stream.metadata, target.metadata)
+        tags.copy_stream(stream, target)
         target.disposition = stream.disposition
         return _CopyRoute(stream, target, path)
 
@@ -880,7 +998,7 @@ def _plan_stream(
             return None
         # 96 kb/s per channel: transparent AAC for speech and music, as PCM sources deserve.
         target.bit_rate = 96_000 * max(1, ctx.channels)
-        _copy_tags(stream.metadata, target.metadata)
+        tags.copy_stream(stream, target)
         target.disposition = stream.disposition
         warn(f"{what} was re-encoded as AAC ({reason}); use {kind_fix} to keep it bit-exact")
         return _AudioEncodeRoute(stream, target, path)
@@ -893,7 +1011,7 @@ def _plan_stream(
             target.codec_context.subtitle_header = stream.codec_context.subtitle_header
             target.time_base = stream.time_base
             target.codec_context.time_base = stream.time_base
-            _copy_tags(stream.metadata, target.metadata)
+            tags.copy_stream(stream, target)
             target.disposition = stream.disposition
         except (ValueError, av.error.FFmpegError) as e:
             warn(f"{what} was left out ({reason}, and converting it failed: {e}); use {kind_fix} to keep it")
@@ -1055,8 +1173,14 @@ def transcode(
     are unchanged. Audio, subtitle, data and attachment streams are copied
     packet for packet where the container accepts them; otherwise audio becomes
     AAC, text subtitles are converted (SRT/ASS <-> mov_text), and anything else is
-    left out. Every such change is returned as a sentence (and logged). Container
-    and stream tags (title, language, creation time) and chapters are kept.
+    left out. Every such change is returned as a sentence (and logged).
+
+    Metadata: by default only what players need is kept (stream languages, font
+    attachments, chapter times; see :mod:`blurface.metadata`), and one sentence
+    names the keys that were dropped (never their values). With
+    ``settings.keep_metadata`` every container and stream tag, data stream,
+    attachment and chapter title is kept. Either way only tags change: copied
+    packets stay bit-exact.
 
     The output is written to a hidden temporary file next to ``dst``, checked
     (frame count, duration and start time against the input), then renamed onto
@@ -1066,7 +1190,7 @@ def transcode(
         info: from :func:`probe`.
         dst: output path; ``.mp4``, ``.mov`` or ``.mkv``.
         process: frame callback, see above.
-        settings: x264 quality and speed.
+        settings: x264 quality and speed; whether to keep metadata.
         overwrite: replace an existing ``dst``.
         progress: called after each frame with the number of frames written so far.
         reports_changes: ``process`` returns ``(image, boxes)``, where ``(n, 4)`` xyxy
@@ -1140,13 +1264,14 @@ def _encode(
             raise MediaError(f"{src}: has no video stream")
         # faststart moves the index to the front so playback can begin before download ends.
         # (container_options: PyAV would also hand plain options to every encoder.)
-        options = {"movflags": "+faststart"} if fmt in ("mp4", "mov") else {}
+        tags = _TagPolicy(_file_tags(inp, src), settings.keep_metadata)
+        options = {"movflags": "+faststart" + tags.movflags()} if fmt in ("mp4", "mov") else {}
         options.update(_EXTRA_MUX_OPTIONS.get(fmt, {}))
         try:
             out = av.open(str(tmp), "w", format=fmt, container_options=options)
         except av.error.FFmpegError as e:
             raise OutputError(f"{tmp.parent}: cannot create the output file: {e}") from e
-        _copy_tags(inp.metadata, out.metadata)
+        tags.copy_container(inp.metadata, out.metadata)
 
         decoder = _FrameDecoder(info, in_video)
         in_tb = decoder.time_base
@@ -1170,19 +1295,21 @@ def _encode(
             sar = Fraction(in_video.sample_aspect_ratio)
             ctx.sample_aspect_ratio = 1 / sar if info.rotation in (90, 270) else sar
         out_video.options = {"crf": str(settings.crf), "preset": settings.preset}
-        _copy_tags(in_video.metadata, out_video.metadata)
+        tags.copy_stream(in_video, out_video)
 
+        chapters = inp.chapters()
         routes: dict[int, _Route] = {}
         for stream in inp.streams:
-            if stream is in_video:
-                continue
-            route = _plan_stream(stream, fmt, out, str(src), warnings)
+            if stream is in_video or (chapters and _is_chapter_track(stream)):
+                continue  # the chapter track is written again from ``chapters`` below
+            if not tags.keeps_stream(stream):
+                continue  # named in the metadata warning at the end
+            route = _plan_stream(stream, fmt, out, str(src), warnings, tags)
             if route is not None:
                 routes[stream.index] = route
-        chapters = inp.chapters()
         if chapters:
             try:
-                out.set_chapters(chapters)
+                out.set_chapters(tags.chapters(chapters))
             except (ValueError, TypeError, av.error.FFmpegError) as e:
                 message = f"chapters were left out: {e}"
                 warnings.append(message)
@@ -1244,6 +1371,10 @@ def _encode(
             route.flush(out)
         out.close()  # writes the trailer (and moves the index up front for faststart)
         out = None
+        dropped = tags.summary()
+        if dropped:
+            warnings.append(dropped)
+            log.warning("%s", dropped)
         return warnings, written, decoder.exact_count
     finally:
         if out is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import boxes, media
+from . import boxes, media, metadata
 from .embedding import EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_until_clear
 from .faces import FaceEngine, sharpness
 from .gallery import Gallery
@@ -598,6 +598,8 @@ def render(
         return image, masker.regions(boxes)
 
     started = time.perf_counter()
+    # The same rule transcode applies, read from the same file: what the output leaves out.
+    dropped = [] if settings.encode.keep_metadata else metadata.findings(media.read_tags(info.path))
     warnings = media.transcode(
         info, dst, process, settings=settings.encode, overwrite=overwrite, reports_changes=True
     )
@@ -611,6 +613,7 @@ def render(
         seconds_analyse=0.0,
         seconds_render=time.perf_counter() - started,
         warnings=list(plan.warnings) + list(warnings),
+        metadata_dropped=[str(f) for f in dropped],
     )
 
 
@@ -661,5 +664,6 @@ def blur_video(
     result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
     # Written only once the video is: an interrupted run leaves neither behind.
     if plan_path is not None:
+        plan.metadata_dropped = list(result.metadata_dropped)
         plan.save(plan_path)
     return replace(result, seconds_analyse=analysed)

@@ -211,6 +211,9 @@ class Plan:
         settings: the analysis and decision settings, for the record.
         tracks: all tracks, masked or not.
         times: ``(frame_count,)`` float64 presentation time of each frame in seconds.
+        warnings: analysis warnings, one sentence each.
+        metadata_dropped: filled in by :func:`blurface.pipeline.blur_video` after rendering:
+            the identifying metadata the output left out, by key (never by value).
     """
 
     video: VideoInfo
@@ -219,6 +222,8 @@ class Plan:
     tracks: list[Track]
     times: np.ndarray
     warnings: list[str] = field(default_factory=list)
+    # Set once rendered: identifying metadata keys the output left out (never values).
+    metadata_dropped: list[str] = field(default_factory=list)
 
     @property
     def frame_count(self) -> int:
@@ -290,6 +295,7 @@ class Plan:
             "settings": self.settings,
             "frame_count": self.frame_count,
             "warnings": self.warnings,
+            "metadata_dropped": self.metadata_dropped,
             "tracks": [
                 {
                     "id": t.id,
@@ -396,4 +402,5 @@ class Plan:
             tracks=tracks,
             times=times,
             warnings=[str(w) for w in data.get("warnings", [])],
+            metadata_dropped=[str(k) for k in data.get("metadata_dropped", [])],
         )

@@ -338,6 +338,9 @@ class Result:
     seconds_analyse: float
     seconds_render: float
     warnings: list[str] = field(default_factory=list)
+    # Identifying metadata left out of the output, by key, never value (see blurface.metadata):
+    # "location", "stream #1 handler_name", "chapter 2 title", "data stream #3".
+    metadata_dropped: list[str] = field(default_factory=list)
 
     @property
     def seconds(self) -> float:

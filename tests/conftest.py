@@ -105,7 +105,8 @@ class ClipSpec:
     video_codec: str = "libx264"
     pix_fmt: str = "yuv420p"  # odd sizes need "yuv444p": 4:2:0 needs even sides
     sample_rate: int = 48000
-    title: str | None = "blurface test clip"
+    # None by default: blurface drops a title (identifying metadata) with a warning line.
+    title: str | None = None
     timecode: str | None = None  # MOV/MP4: FFmpeg writes it as a timecode (tmcd) data track
     frame_pts: list[int] = field(default_factory=list)  # filled in: pts written, in video_time_base
 

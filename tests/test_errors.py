@@ -398,7 +398,8 @@ def test_streams_are_copied_or_converted_with_a_warning(case, video_factory, tmp
     src = make(video_factory, tmp_path)
     before = snapshot(src)
     dst = out_dir / out_name
-    code, lines = run_cli(capsys, src, "--all", "-q", "-o", dst)
+    # --keep-metadata: data streams and attachments are metadata, dropped by default (tests/test_metadata.py).
+    code, lines = run_cli(capsys, src, "--all", "-q", "--keep-metadata", "-o", dst)
     assert code == 0, lines
     assert stream_kinds(dst) == kinds
     if warning:

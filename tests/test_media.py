@@ -267,13 +267,15 @@ def test_damaged_packets_are_skipped_then_reported_as_media_error(video_factory,
 
 def test_transcode_identity_keeps_audio_bytes_timing_and_tags(video_factory, tmp_path):
     src = video_factory(
-        "in.mp4", fps=Fraction(30000, 1001), video_start=0.5, n_frames=20, audio=("aac",), languages=("eng",)
+        "in.mp4", fps=Fraction(30000, 1001), video_start=0.5, n_frames=20, audio=("aac",), languages=("eng",),
+        title="blurface test clip",
     )
     info = media.probe(src)
     dst = tmp_path / "out.mp4"
     calls: list[int] = []
 
-    warnings = media.transcode(info, dst, identity, progress=calls.append)
+    keep = media.EncodeSettings(keep_metadata=True)
+    warnings = media.transcode(info, dst, identity, settings=keep, progress=calls.append)
 
     assert warnings == []
     assert calls == list(range(1, 21))
@@ -407,7 +409,8 @@ def test_transcode_timecode_track_is_kept_as_a_tag_with_a_warning(video_factory,
     src = video_factory("in.mov", timecode="01:00:00:00", audio=("aac",), n_frames=6)
     assert [s.kind for s in media.probe(src).streams] == ["video", "audio", "data"]
 
-    warnings = media.transcode(media.probe(src), tmp_path / out_name, identity)
+    keep = media.EncodeSettings(keep_metadata=True)  # by default the timecode (a time of day) is dropped
+    warnings = media.transcode(media.probe(src), tmp_path / out_name, identity, settings=keep)
     assert len(warnings) == 1
     assert "data stream #2" in warnings[0] and "timecode 01:00:00:00 is kept" in warnings[0]
     with av.open(str(tmp_path / out_name)) as container:
