@@ -287,7 +287,7 @@ def write_matte(
 # --------------------------------------------------------------------------- contact sheet
 
 
-def contact_sheet(
+def write_contact_sheet(
     plan: Plan,
     dst: str | os.PathLike,
     *,
@@ -341,3 +341,75 @@ def contact_sheet(
 
     write_atomically(dst, write, what="contact sheet", error=OutputError)
     return len(tracks)
+
+
+# --------------------------------------------------------------------------- one run, every output
+
+
+def produce(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    plan: Plan | None = None,
+    analysis: dict | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    settings: RenderSettings = RenderSettings(),
+    height: int | None = None,
+    show_overlay: bool = False,
+    matte: str | os.PathLike | None = None,
+    contact_sheet: str | os.PathLike | None = None,
+    report: str | os.PathLike | None = None,
+    plan_out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    command: list[str] | tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> Result:
+    """Analyse (unless ``plan`` is given), render ``dst`` and write the side files asked for.
+
+    A range (``start``/``end``), a proxy ``height`` or an overlay renders with
+    :func:`render_range`; otherwise the whole video with :func:`pipeline.render`.
+    The report, when asked for, hashes the input first and checks it again at the end.
+
+    Args:
+        analysis: options of :func:`~blurface.pipeline.make_plan` (``targets``, ``keep``, ...),
+            used when ``plan`` is ``None``.
+    """
+    from .pipeline import render
+    from .report import AuditReport
+
+    ranged = start is not None or end is not None
+    audit = None
+    if report is not None:
+        audit = AuditReport(
+            report, src, command=list(command),
+            settings={
+                "render": settings, "range": {"from": start, "to": end}, "preview_height": height,
+                "overlay": show_overlay, "plan_given": plan is not None,
+                "analysis_options": analysis, "analysis_margin_s": ANALYSIS_MARGIN if ranged and plan is None else None,
+            },
+        )
+    started = _time.perf_counter()
+    if plan is None:
+        options = dict(analysis or {})
+        plan = analyse_range(src, start, end, progress=progress, **options) if ranged else make_plan(
+            src, progress=progress, **options)  # type: ignore[arg-type]
+    analysed = _time.perf_counter() - started
+    if ranged or height is not None or show_overlay:
+        result = render_range(plan, dst, start=start, end=end, settings=settings, height=height,
+                              show_overlay=show_overlay, src=src, overwrite=overwrite, progress=progress)
+    else:
+        result = render(plan, dst, settings=settings, src=src, overwrite=overwrite, progress=progress)
+    side: dict[str, str | os.PathLike] = {}
+    if plan_out is not None:
+        plan.save(plan_out)
+        side["plan"] = plan_out
+    if matte is not None:
+        write_matte(plan, matte, settings=settings, start=start, end=end, rebase=ranged, src=src, overwrite=overwrite)
+        side["matte"] = matte
+    if contact_sheet is not None:
+        write_contact_sheet(plan, contact_sheet, src=src, start=start, end=end)
+        side["contact_sheet"] = contact_sheet
+    if audit is not None:
+        audit.finish(plan, dst, side_files=side, result=result)
+    return replace(result, seconds_analyse=analysed)
