@@ -1489,7 +1489,7 @@ class ClipCodec:
     codec: str
     pix_fmt: str
     options: tuple[tuple[str, str], ...] = ()
-    threads: int = 4  # see EncodeSettings.threads
+    threads: int = EncodeSettings.threads  # fixed, for reproducible bytes (see there)
 
     @classmethod
     def x264(cls, settings: EncodeSettings) -> ClipCodec:
