@@ -66,14 +66,17 @@ def frame_range(plan: Plan, start: float | None, end: float | None) -> tuple[int
     Raises:
         InputError: the range holds no frame.
     """
-    times = plan.times
+    return _frames_in(plan.times, start, end, plan.video.path)
+
+
+def _frames_in(times: np.ndarray, start: float | None, end: float | None, path: str) -> tuple[int, int]:
     lo = -np.inf if start is None else start
     hi = np.inf if end is None else end
     inside = np.flatnonzero((times >= lo - 1e-6) & (times < hi - 1e-6))
     if len(inside) == 0:
         span = f"{times[0]:.3f} s to {times[-1]:.3f} s" if len(times) else "no frames"
         raise InputError(
-            f"--from/--to select no frame of {plan.video.path}: its frames run from {span}; give a range inside it"
+            f"--from/--to select no frame of {path}: its frames run from {span}; give a range inside it"
         )
     return int(inside[0]), int(inside[-1])
 
@@ -102,6 +105,7 @@ def analyse_range(
     """
     info = media.probe(src)
     times = media.frame_times(info)
+    _frames_in(times, start, end, info.path)  # refuse an empty range before the analysis
     lo = times[0] if start is None else max(times[0], start - margin)
     hi = times[-1] + 1 if end is None else end + margin
     with tempfile.TemporaryDirectory(prefix="blurface-range-") as folder:

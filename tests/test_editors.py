@@ -19,6 +19,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+from conftest import level_of, make_image
 
 from blurface import evaluate, media, overlay, review
 from blurface.cli import main
@@ -135,8 +136,8 @@ def test_preview_has_the_range_duration_and_audio(clip_and_plan, tmp_path: Path)
         rate = audio.codec_context.sample_rate
     assert abs(len(samples) / rate - 1.0) <= 1 / FPS + 2048 / rate  # AAC pads the last frame
     assert np.sqrt(np.mean(samples[rate // 10 : -rate // 10] ** 2)) > 0.1  # the 0.3-amplitude tone, not silence
-    # Masked as the render masks: frame 8's target box is blurred... on a flat frame, so check the levels instead.
-    assert images[0].shape == (H, W, 3)
+    # The right frames, in order: each generated frame has its own grey level.
+    assert [level_of(im) for im in images] == [level_of(make_image(i, W, H)) for i in range(8, 38)]
 
 
 def test_overlay_boxes_sit_where_the_plan_boxes_are(clip_and_plan, tmp_path: Path) -> None:
@@ -354,9 +355,11 @@ def test_render_of_a_plan_is_reproducible(clip_and_plan, tmp_path: Path, ext: st
         (["--contact-sheet", "s.jpg"], "must end in .png"),
     ],
 )
-def test_bad_editor_options_are_one_line_and_exit_2(clip_and_plan, tmp_path: Path, capsys, extra, message) -> None:
+def test_bad_editor_options_are_one_line_and_exit_2(
+    clip_and_plan, tmp_path: Path, capsys, monkeypatch, extra, message
+) -> None:
     clip, plan_path, _ = clip_and_plan
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)
     code = main(["render", str(clip), "--plan", str(plan_path), "-o", "out.mp4", "-q", *extra])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
