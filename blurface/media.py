@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import logging
 import math
 import os
@@ -643,8 +644,7 @@ def _iter_range(
         if head is None:
             return
         expected = first
-        for packet_frames in _chain([head], frames):
-            _, t, frame = packet_frames
+        for _, t, frame in itertools.chain([head], frames):
             index = int(np.searchsorted(times, t - tolerance))
             if index >= len(times) or abs(times[index] - t) > tolerance or index < first:
                 continue  # before the range, or a frame the plan does not know
@@ -666,11 +666,6 @@ def _range_frames(
 ) -> Iterator[tuple[int, float, av.VideoFrame]]:
     for packet in _demux(container, [stream], p):
         yield from decoder.decode(packet)
-
-
-def _chain(*parts: object) -> Iterator:
-    for part in parts:
-        yield from part  # type: ignore[misc]
 
 
 def frame_at(info: VideoInfo, index: int, *, times: np.ndarray | None = None) -> np.ndarray:

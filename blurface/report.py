@@ -188,10 +188,6 @@ def _result_fields(result: object) -> dict:
             if hasattr(result, k)}
 
 
-def html_path_for(path: str | os.PathLike) -> Path:
-    return Path(path).with_suffix(".html")
-
-
 def to_html(data: dict) -> str:
     """A self-contained readable page of the report (no scripts, no external resources)."""
     e = html.escape

@@ -117,6 +117,18 @@ def test_range_decode_numbers_frames_as_a_full_decode(video_factory, spec: dict)
     assert np.array_equal(media.frame_at(info, 0), full[0].image)
 
 
+def test_range_decode_with_b_frames_matches_a_full_decode() -> None:
+    """The sample is x264 veryfast: B-frames, so decode order differs from presentation order."""
+    info = media.probe(REPO / "samples/astronaut.mp4")
+    with av.open(info.path) as c:
+        pts = [packet.pts for packet in c.demux(video=0) if packet.size]
+    assert pts != sorted(pts)  # packets arrive out of presentation order
+    full = list(media.iter_frames(info))
+    got = list(media.iter_frames(info, start=full[45].time, end=full[100].time))
+    assert [f.index for f in got] == list(range(45, 100))
+    assert all(np.array_equal(f.image, full[f.index].image) for f in got)
+
+
 # --------------------------------------------------------------------------- preview
 
 
