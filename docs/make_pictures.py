@@ -36,7 +36,7 @@ def run() -> None:
         # Analyse once and keep the plan: the preview and the sheet then show exactly what a render masks.
         code = main([str(SAMPLE), "--target", str(TARGET), "-o", str(Path(folder) / "out.mp4"), "--plan", str(plan), "-q"])
         code = code or main(["preview", str(SAMPLE), "--plan", str(plan), "--from", "1.5", "--to", "2.5", "--overlay",
-                             "-o", str(preview), "--contact-sheet", str(DOCS / "contact_sheet.png"), "-q"])
+                             "-o", str(preview), "--contact-sheet", str(DOCS / "contact_sheet.png"), "--overwrite", "-q"])
         if code:
             raise SystemExit(code)
         with av.open(str(preview)) as container:
