@@ -8,6 +8,7 @@ target was found; ``inspect``: identifying metadata was found), 2 usage or input
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -30,7 +31,7 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("blurface")
 
-SUBCOMMANDS = ("enroll", "verify", "render", "inspect")
+SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview")
 
 # x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -39,6 +40,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 _NOT_WRITTEN = {
     "blur": "no output video was written",
     "render": "no output video was written",
+    "preview": "no preview was written",
     "enroll": "no gallery was written",
     "verify": "no report was written",
     "inspect": "the check did not finish",
@@ -72,12 +74,29 @@ def _add_matching(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_range(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="start", metavar="TIME",
+                   help="start of the excerpt, as the video's frame times (80, 1:20, 1:20.5)")
+    p.add_argument("--to", dest="end", metavar="TIME", help="end of the excerpt (exclusive), same format")
+
+
+def _add_editor_outputs(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("for editors and auditors")
+    g.add_argument("--matte", metavar="MOV|MKV",
+                   help="also write a black-and-white matte, white where faces are masked "
+                   "(.mov: ProRes 422 HQ for Premiere/Resolve/Final Cut; .mkv: lossless FFV1)")
+    g.add_argument("--contact-sheet", metavar="PNG",
+                   help="also write a PNG with one row of UNMASKED face crops per track, for review")
+    g.add_argument("--report", metavar="JSON",
+                   help="also write an audit report (JSON, and HTML beside it): hashes, models, settings, decisions")
+
+
 def _blur_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="blurface",
         description="Mask a person's face wherever they appear in a video; keep audio, streams and timing.",
         epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help', "
-        "'blurface inspect --help'. "
+        "'blurface preview --help', 'blurface inspect --help'. "
         "Exit codes: 0 ok, 1 processing failure, 2 usage or input error, 130 interrupted.",
     )
     p.add_argument("video", help="input video (mp4, mov, mkv, ...)")
@@ -108,6 +127,8 @@ def _blur_parser() -> argparse.ArgumentParser:
     speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
     p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
     _add_keep_metadata(p)
+    _add_range(p)
+    _add_editor_outputs(p)
     p.add_argument("--version", action="version", version=f"blurface {__version__}")
     _add_common(p)
     return p
@@ -150,6 +171,8 @@ def _render_parser() -> argparse.ArgumentParser:
     p.add_argument("--crf", type=int, default=None)
     p.add_argument("--preset", default=None)
     _add_keep_metadata(p)
+    _add_range(p)
+    _add_editor_outputs(p)
     _add_common(p)
     return p
 
@@ -171,6 +194,39 @@ def _inspect_parser() -> argparse.ArgumentParser:
     p.add_argument("videos", nargs="+", metavar="video", help="files to check")
     p.add_argument("-q", "--quiet", action="store_true", help="only the verdict line of each file")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    return p
+
+
+def _preview_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface preview",
+        description="A fast, smaller proxy of a time range, masked as the final render would be, with its audio. "
+        "With --plan it is exact; otherwise the range plus 5 s on each side is analysed.",
+    )
+    p.add_argument("video", help="input video")
+    who = p.add_argument_group("whom to mask (exactly one)")
+    who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ")
+    who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ")
+    who.add_argument("--all", action="store_true")
+    who.add_argument("--plan", metavar="JSON", help="a saved plan: show exactly what it masks, without detecting")
+    p.add_argument("-o", "--output", required=True, help="preview file to write (.mp4, .mov, .mkv)")
+    p.add_argument("--overwrite", action="store_true")
+    _add_range(p)
+    p.add_argument("--overlay", action="store_true",
+                   help="draw each face box coloured by decision (red masked, green kept, yellow unsure), "
+                   "its track id, name and distance, and the frame time")
+    p.add_argument("--height", type=int, default=540, help="proxy height in pixels (default 540)")
+    p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet of the range's tracks (UNMASKED crops)")
+    _add_matching(p)
+    p.add_argument("--unsure", choices=("mask", "keep"), default="mask")
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--thorough", action="store_true")
+    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
+    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
+    p.add_argument("--pad", type=float, default=None)
+    _add_keep_metadata(p)
+    _add_common(p)
+    p.set_defaults(crf=None, preset=None, matte=None, report=None)
     return p
 
 
@@ -292,6 +348,8 @@ def _cmd_blur(args: argparse.Namespace) -> int:
     media.check_output(args.video, out, overwrite=args.overwrite)
     if args.plan:
         _check_side_file(args.plan, "--plan", [args.video, out])
+    if _wants_editor_outputs(args):
+        return _run_for_editors(args, out, render_settings, plan_in=None)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
         result = blur_video(
@@ -402,6 +460,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     media.probe(args.video)  # a clear error for a bad video before anything else
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
+    if _wants_editor_outputs(args):
+        return _run_for_editors(args, out, settings, plan_in=plan)
     bars = _Bars(plan.frame_count, enabled=not args.quiet)
     try:
         result = render(plan, out, settings=settings, src=args.video, overwrite=args.overwrite,
@@ -435,12 +495,92 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_preview(args: argparse.Namespace) -> int:
+    from . import media
+    from .plan import Plan
+    from .review import PREVIEW_ENCODE
+
+    if sum([bool(args.target), bool(args.keep), bool(args.all), bool(args.plan)]) != 1:
+        raise _UsageError("blurface preview: give exactly one of --target, --keep, --all or --plan (see --help)")
+    if args.fast and args.thorough:
+        raise _UsageError("blurface preview: give at most one of --fast and --thorough")
+    if not 64 <= args.height <= 4320:
+        raise _UsageError(f"blurface preview: --height {args.height} is out of range: use 64 to 4320")
+    settings = _render_settings(args)
+    encode = dataclasses.replace(PREVIEW_ENCODE, keep_metadata=settings.encode.keep_metadata)
+    settings = type(settings)(effect=settings.effect, shape=settings.shape, pad=settings.pad, encode=encode)
+    plan = Plan.load(args.plan) if args.plan else None
+    media.probe(args.video)
+    out = Path(args.output)
+    media.check_output(args.video, out, overwrite=args.overwrite)
+    return _run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height)
+
+
+def _wants_editor_outputs(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k, None) is not None for k in ("start", "end", "matte", "contact_sheet", "report"))
+
+
+def _run_for_editors(
+    args: argparse.Namespace, out: Path, render_settings, *, plan_in, preview_height: int | None = None  # noqa: ANN001
+) -> int:
+    """Excerpts, previews, mattes, contact sheets and reports: the work is in :mod:`blurface.review`."""
+    from . import review
+
+    start = None if args.start is None else review.parse_time(args.start, "--from")
+    end = None if args.end is None else review.parse_time(args.end, "--to")
+    if start is not None and end is not None and end <= start:
+        raise _UsageError(f"blurface: --to {args.end} is not after --from {args.start}: give a later --to")
+    protected = [args.video, out] + ([args.plan] if getattr(args, "plan", None) else [])
+    for option, value, suffixes in (("--matte", args.matte, (".mov", ".mkv")), ("--contact-sheet", args.contact_sheet,
+                                    (".png",)), ("--report", args.report, (".json",))):
+        if value is None:
+            continue
+        if Path(value).suffix.lower() not in suffixes:
+            raise _UsageError(f"blurface: {option} {value!r} must end in {' or '.join(suffixes)}")
+        if Path(value).exists() and not args.overwrite:
+            raise OutputError(f"{value} exists: use --overwrite to replace it")
+        _check_side_file(value, option, protected)
+        protected.append(value)
+    if args.report:
+        _check_side_file(str(Path(args.report).with_suffix(".html")), "--report (HTML)", protected)
+    analysis = None
+    if plan_in is None:
+        analysis = dict(
+            targets=args.target or None, keep=args.keep or None, all_faces=args.all,
+            tolerance=0.6 if args.tolerance is None else args.tolerance, mask_unsure=args.unsure == "mask",
+            analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+            strict_reference=args.strict_reference,
+        )
+    bars = _Bars(0, enabled=not args.quiet)
+    try:
+        result = review.produce(
+            args.video, out, plan=plan_in, analysis=analysis, start=start, end=end, settings=render_settings,
+            height=preview_height, show_overlay=bool(getattr(args, "overlay", False)), matte=args.matte,
+            contact_sheet=args.contact_sheet, report=args.report,
+            plan_out=args.plan if plan_in is None and getattr(args, "plan", None) and args.command != "preview" else None,
+            overwrite=args.overwrite, command=getattr(args, "argv", []), progress=bars,
+        )
+    finally:
+        bars.close()
+    if not args.quiet:
+        extras = [f"{k} {v}" for k, v in (("matte", args.matte), ("contact sheet", args.contact_sheet),
+                                          ("report", args.report)) if v]
+        print(
+            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+            f"{result.masked_tracks} of {result.tracks} face tracks masked"
+            + (f"; {', '.join(extras)}" if extras else ""),
+            file=sys.stderr,
+        )
+    return EXIT_OK
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "blur": (_blur_parser, _cmd_blur),
     "enroll": (_enroll_parser, _cmd_enroll),
     "verify": (_verify_parser, _cmd_verify),
     "render": (_render_parser, _cmd_render),
     "inspect": (_inspect_parser, _cmd_inspect),
+    "preview": (_preview_parser, _cmd_preview),
 }
 
 
@@ -462,7 +602,7 @@ def _dash_hint(argv: list[str]) -> str:
     """A hint when a word that starts with '-' looks like a file name rather than an option."""
     for i, word in enumerate(argv):
         if word.startswith("-") and not word.startswith("--") and (Path(word).suffix or os.path.exists(word)):
-            if i > 0 and argv[i - 1] in ("-o", "--output", "--plan", "--report"):
+            if i > 0 and argv[i - 1] in ("-o", "--output", "--plan", "--report", "--matte", "--contact-sheet"):
                 return f"; for a file name that starts with '-', write {argv[i - 1]}=./{word}"
             return f"; for a file name that starts with '-', write ./{word} or put it after --"
     return ""
@@ -483,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             args = make_parser().parse_args(argv)
         except SystemExit as e:  # --help and --version exit through argparse
             return int(e.code or 0)
+        args.command, args.argv = name, ["blurface"] + ([] if name == "blur" else [name]) + argv
         _setup_logging(args.quiet, args.debug)
         with _signals_as_interrupt():
             return command(args)

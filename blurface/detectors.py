@@ -64,11 +64,19 @@ class Detector(Protocol):
         ...
 
 
-def model_files() -> dict[str, Path]:
-    """Every model file blurface loads, by name (for audit reports and error messages)."""
+def model_files() -> list[tuple[str, Path]]:
+    """``(role, path)`` of every model file blurface loads: the audit report hashes each.
+
+    Add a model here when a stage starts loading one, so every report names it.
+    """
     from .faces import model_paths  # dlib's files live with their own package
 
-    return {CENTERFACE_FILE: MODELS_DIR / CENTERFACE_FILE, **model_paths()}
+    dlib_files = model_paths()
+    return [
+        ("face detector (CenterFace, onnxruntime)", MODELS_DIR / CENTERFACE_FILE),
+        ("face landmarks (dlib 5-point shape predictor)", dlib_files["shape_predictor_5_face_landmarks.dat"]),
+        ("face embedding (dlib ResNet)", dlib_files["dlib_face_recognition_resnet_model_v1.dat"]),
+    ]
 
 
 def _threads() -> int:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import io
+import itertools
 import logging
 import math
 import os
@@ -478,7 +479,15 @@ def _thumbnail(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     return _rotate(thumb, rotation)
 
 
-def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: str = "bgr24") -> Iterator[DecodedFrame]:
+def iter_frames(
+    info: VideoInfo,
+    *,
+    size: tuple[int, int] | None = None,
+    fmt: str = "bgr24",
+    start: float | None = None,
+    end: float | None = None,
+    times: np.ndarray | None = None,
+) -> Iterator[DecodedFrame]:
     """Decode the first video stream of ``info.path`` in presentation order.
 
     Args:
@@ -487,6 +496,11 @@ def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: st
             bilinear). ``None`` keeps the full size. Smaller is faster to analyse.
         fmt: ``"bgr24"`` or ``"rgb24"``: colour order of ``DecodedFrame.image``;
             ``"gray"``: ``image`` is ``(H, W) uint8`` luma (the cheapest to analyse).
+        start, end: only frames whose presentation time (seconds, as in
+            ``DecodedFrame.time``) is in ``[start, end)``. Decoding seeks to the
+            keyframe before ``start``; indices stay those of a full decode.
+        times: ``(frame_count,)`` presentation time of every frame (``Plan.times``),
+            used to number the frames of a range; found by :func:`frame_times` if not given.
 
     Yields:
         :class:`DecodedFrame` with ``image`` ``(H, W, 3) uint8`` C-contiguous in
@@ -504,6 +518,9 @@ def iter_frames(info: VideoInfo, *, size: tuple[int, int] | None = None, fmt: st
         raise ValueError(f"fmt must be 'bgr24', 'rgb24' or 'gray', not {fmt!r}")
     if size is not None and (size[0] <= 0 or size[1] <= 0):
         raise ValueError(f"size must be positive (width, height), not {size!r}")
+    if start is not None or end is not None:
+        yield from _iter_range(info, size, fmt, start, end, times)
+        return
     p = Path(info.path)
     container = _open_input(p)
     try:
@@ -543,6 +560,134 @@ def _lazy_full(frame: av.VideoFrame, rotation: int) -> Callable[[], np.ndarray]:
     return full
 
 
+def _display_image(frame: av.VideoFrame, info: VideoInfo, size: tuple[int, int] | None, fmt: str) -> DecodedFrame:
+    """One decoded frame as :func:`iter_frames` yields it (index and time filled in by the caller)."""
+    rotation = info.rotation
+    scaled = size is not None and tuple(size) != (info.width, info.height)
+    if fmt == "gray":
+        return DecodedFrame(-1, 0.0, _luma(frame, rotation, size if scaled else None), _lazy_full(frame, rotation),
+                            _thumbnail(frame, rotation))
+    if not scaled:
+        return DecodedFrame(-1, 0.0, _to_display(frame, rotation, fmt),
+                            None if fmt == "bgr24" else _lazy_full(frame, rotation))
+    return DecodedFrame(-1, 0.0, _to_display(frame, rotation, fmt, size), _lazy_full(frame, rotation))
+
+
+def frame_times(info: VideoInfo) -> np.ndarray:
+    """``(n,)`` float64 presentation time (s) of every frame a full decode yields, in order.
+
+    Read from packet timestamps without decoding (about 1% of a decode's cost), so a
+    range can be numbered like a full decode. Packets an edit list discards are skipped.
+
+    Raises:
+        MediaError: the file cannot be read, or a packet has no timestamp (then only a
+            full decode can number the frames).
+    """
+    p = Path(info.path)
+    container = _open_input(p)
+    try:
+        stream = _video_stream(container)
+        if stream is None:
+            raise MediaError(f"{p}: has no video stream")
+        tb = Fraction(stream.time_base) if stream.time_base else info.time_base
+        pts = []
+        for packet in _demux(container, [stream], p):
+            if packet.size == 0 or getattr(packet, "is_discard", False):
+                continue
+            if packet.pts is None:
+                raise MediaError(f"{p}: a video packet has no timestamp: frames cannot be numbered without decoding all")
+            pts.append(packet.pts)
+    finally:
+        container.close()
+    return np.sort(np.asarray(pts, np.int64)).astype(np.float64) * float(tb)
+
+
+def _iter_range(
+    info: VideoInfo,
+    size: tuple[int, int] | None,
+    fmt: str,
+    start: float | None,
+    end: float | None,
+    times: np.ndarray | None,
+) -> Iterator[DecodedFrame]:
+    """:func:`iter_frames` for the frames with time in ``[start, end)``, numbered as in a full decode."""
+    p = Path(info.path)
+    times = frame_times(info) if times is None else np.asarray(times, np.float64)
+    if len(times) == 0:
+        return
+    lo = -math.inf if start is None else start
+    hi = math.inf if end is None else end
+    wanted = np.flatnonzero((times >= lo - 1e-6) & (times < hi - 1e-6))
+    if len(wanted) == 0:
+        return
+    first, last = int(wanted[0]), int(wanted[-1])
+    # A frame's time matches a planned time within half the shortest frame interval.
+    gaps = np.diff(times)
+    tolerance = 0.5 * float(gaps[gaps > 0].min()) if np.any(gaps > 0) else 0.5 / float(info.fps or 30)
+    container = _open_input(p)
+    try:
+        stream = _video_stream(container)
+        if stream is None:
+            raise MediaError(f"{p}: has no video stream")
+        tb = Fraction(stream.time_base) if stream.time_base else info.time_base
+        decoder = _FrameDecoder(info, stream)
+        # Seek to the keyframe before the first wanted frame. If the demuxer lands after
+        # it (no index, a broken one), step back further; at worst decode from the start.
+        for back in (0.0, 2.0, 10.0, None):
+            if back is None or times[first] - back <= times[0]:
+                container.seek(0, stream=stream, backward=True)
+            else:
+                container.seek(int((times[first] - back) / tb), stream=stream, backward=True)
+            decoder.count = 0
+            frames = _range_frames(container, stream, decoder, p)
+            head = next(frames, None)
+            if head is None or back is None or head[1] <= times[first] + tolerance:
+                break
+        if head is None:
+            return
+        expected = first
+        for _, t, frame in itertools.chain([head], frames):
+            index = int(np.searchsorted(times, t - tolerance))
+            if index >= len(times) or abs(times[index] - t) > tolerance or index < first:
+                continue  # before the range, or a frame the plan does not know
+            if index > last:
+                break
+            if index != expected:
+                log.warning("%s: frames %d to %d were not decoded; check the range", p, expected, index - 1)
+            expected = index + 1
+            decoded = _display_image(frame, info, size, fmt)
+            yield DecodedFrame(index, float(t), decoded.image, decoded.full, decoded.thumb)
+        if expected <= last:
+            raise MediaError(f"{p}: decoded frames up to {expected - 1} of {first}..{last}: the file is truncated or damaged")
+    finally:
+        container.close()
+
+
+def _range_frames(
+    container: av.container.InputContainer, stream: av.VideoStream, decoder: _FrameDecoder, p: Path
+) -> Iterator[tuple[int, float, av.VideoFrame]]:
+    for packet in _demux(container, [stream], p):
+        yield from decoder.decode(packet)
+
+
+def frame_at(info: VideoInfo, index: int, *, times: np.ndarray | None = None) -> np.ndarray:
+    """Frame ``index`` (numbered as in a full decode) as ``(H, W, 3) uint8`` BGR, display orientation.
+
+    Seeks to the keyframe before it and decodes forward: cheap anywhere in a long file.
+
+    Raises:
+        MediaError: the file cannot be read, or has no frame ``index``.
+    """
+    times = frame_times(info) if times is None else np.asarray(times, np.float64)
+    if not 0 <= index < len(times):
+        raise MediaError(f"{info.path}: has no frame {index} (it has {len(times)})")
+    t = float(times[index])
+    for frame in iter_frames(info, start=t, end=t + 1e-3, times=times):
+        if frame.index == index:
+            return frame.image
+    raise MediaError(f"{info.path}: frame {index} could not be decoded")
+
+
 def _demux(container: av.container.InputContainer, streams: list[av.stream.Stream], p: Path) -> Iterator[av.Packet]:
     """``container.demux(streams)`` with read errors turned into :class:`MediaError`."""
     packets = container.demux(streams)
@@ -579,12 +724,22 @@ class EncodeSettings:
             the input. Off (the default), the output keeps only what players need
             (see :mod:`blurface.metadata`): an anonymised file must not say where,
             when and with what it was filmed.
+        threads: x264 frame threads. Fixed, not "one per core", because x264's bytes
+            depend on its thread count (each frame thread limits the motion search of
+            the next): with "auto" the same plan gave different files on one core
+            (``taskset -c 0``: 158 of 275 packets differed) and on two. A fixed count
+            gives the same file on any machine. 3 is what "auto" (1.5 per core) picks on
+            two cores, so files and measurements made on such a machine stay the same byte
+            for byte (a borderline leak of the naive baseline, verified in test_verify,
+            moved from distance 0.589 to 0.644 with 4). 0 = auto: faster on many cores,
+            not reproducible across machines.
     """
 
     crf: int = 18
     preset: str = "veryfast"
     codec: str = "libx264"
     keep_metadata: bool = False
+    threads: int = 3
 
 
 def default_output_path(src: str | os.PathLike) -> Path:
@@ -1267,6 +1422,8 @@ def _encode(
         tags = _TagPolicy(_file_tags(inp, src), settings.keep_metadata)
         options = {"movflags": "+faststart" + tags.movflags()} if fmt in ("mp4", "mov") else {}
         options.update(_EXTRA_MUX_OPTIONS.get(fmt, {}))
+        # Matroska otherwise writes random segment and track UIDs: same plan, different bytes.
+        options["fflags"] = "+bitexact"
         try:
             out = av.open(str(tmp), "w", format=fmt, container_options=options)
         except av.error.FFmpegError as e:
@@ -1285,7 +1442,7 @@ def _encode(
         ctx.time_base = in_tb
         # Slice threads (PyAV's default) cost x264 compression; frame threads are its own default.
         ctx.thread_type = "FRAME"
-        ctx.thread_count = 0
+        ctx.thread_count = settings.threads
         in_ctx = in_video.codec_context
         ctx.color_primaries = in_ctx.color_primaries
         ctx.color_trc = in_ctx.color_trc
@@ -1445,3 +1602,271 @@ def _count_video_packets(path: Path) -> int:
         if stream is None:
             return 0
         return sum(1 for packet in container.demux(stream) if packet.size)
+
+
+# --------------------------------------------------------------------------- encode: new clips (previews, excerpts, mattes)
+#
+# transcode() above re-encodes a whole input and copies its other streams. The helpers
+# below write a *new* video from pictures the caller makes (a masked range, a scaled
+# proxy, a black-and-white matte), with the first audio track of a time range.
+
+
+@dataclass(frozen=True)
+class ClipCodec:
+    """Encoder of a :class:`ClipWriter`: FFmpeg codec, pixel format and private options."""
+
+    codec: str
+    pix_fmt: str
+    options: tuple[tuple[str, str], ...] = ()
+    threads: int = EncodeSettings.threads  # fixed, for reproducible bytes (see there)
+
+    @classmethod
+    def x264(cls, settings: EncodeSettings) -> ClipCodec:
+        return cls(settings.codec, "yuv420p", (("crf", str(settings.crf)), ("preset", settings.preset)), settings.threads)
+
+
+# A matte must open in editing software: ProRes 422 HQ in QuickTime is imported by
+# Premiere, Resolve and Final Cut alike, and PyAV ships FFmpeg's prores_ks encoder. Its
+# luma is full resolution (only chroma is 4:2:2), 10-bit, and flat black and white come
+# back exact. FFV1 (lossless, Matroska) suits FFmpeg-based tools and archives.
+MATTE_CODECS: dict[str, ClipCodec] = {
+    ".mov": ClipCodec("prores_ks", "yuv422p10le", (("profile", "3"), ("vendor", "apl0"))),
+    ".mkv": ClipCodec("ffv1", "gray", (("level", "3"),)),
+}
+
+
+class _AudioRange:
+    """The first audio track of ``src`` between ``start`` and ``end`` s, re-encoded as AAC
+    and moved ``offset`` s earlier. Cut at sample precision (copying packets would cut
+    at ~21 ms AAC frames and keep the encoder delay of the source's first packet)."""
+
+    def __init__(self, src: Path, out: av.container.OutputContainer, start: float, end: float, offset: float) -> None:
+        self.inp = _open_input(src)
+        self.src, self.start, self.end, self.offset = src, start, end, offset
+        streams = [s for s in self.inp.streams.audio]
+        self.stream = streams[0] if streams else None
+        self.target = None
+        self._frames: Iterator[av.AudioFrame] = iter(())
+        self._next: av.AudioFrame | None = None
+        if self.stream is None or self.stream.codec_context is None:
+            self.stream = None
+            return
+        ctx = self.stream.codec_context
+        self.rate = ctx.sample_rate
+        layout = ctx.layout.name
+        if "channels" in layout:
+            layout = _DEFAULT_LAYOUTS.get(ctx.channels, "stereo")
+        self.layout = layout
+        self.target = out.add_stream("aac", rate=self.rate, layout=layout)
+        self.target.bit_rate = 96_000 * max(1, ctx.channels)
+        self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=self.rate)
+        tb = Fraction(self.stream.time_base)
+        # Half a second early: the decoder needs a frame or two before its output is clean.
+        self.inp.seek(max(0, int((start - 0.5) / tb)), stream=self.stream, backward=True)
+        self._frames = self._trimmed()
+
+    def _trimmed(self) -> Iterator[av.AudioFrame]:
+        assert self.stream is not None
+        written = None  # output sample position of the next sample
+        for packet in _demux(self.inp, [self.stream], self.src):
+            try:
+                decoded = packet.decode()
+            except av.error.FFmpegError as e:
+                log.debug("%s: skipped a damaged audio packet: %s", self.src, e)
+                continue
+            for frame in decoded:
+                if frame.pts is None:
+                    continue
+                t0 = float(frame.pts * frame.time_base)
+                for part in self.resampler.resample(frame):
+                    samples = part.to_ndarray()  # (channels, n) float32
+                    n = samples.shape[1]
+                    times = t0 + np.arange(n) / self.rate
+                    keep = (times >= self.start) & (times < self.end)
+                    t0 += n / self.rate
+                    if not keep.any():
+                        if times[0] >= self.end:
+                            return
+                        continue
+                    chunk = np.ascontiguousarray(samples[:, keep])
+                    out = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+                    out.sample_rate = self.rate
+                    if written is None:
+                        written = max(0, round((float(times[keep][0]) - self.offset) * self.rate))
+                    out.pts = written
+                    out.time_base = Fraction(1, self.rate)
+                    written += chunk.shape[1]
+                    yield out
+
+    def pump(self, out: av.container.OutputContainer, until: float | None) -> None:
+        """Encode and mux the audio up to output time ``until`` (all of it when ``None``)."""
+        if self.target is None:
+            return
+        while True:
+            if self._next is None:
+                self._next = next(self._frames, None)
+                if self._next is None:
+                    return
+            if until is not None and float(self._next.pts / self.rate) > until:
+                return
+            out.mux(self.target.encode(self._next))
+            self._next = None
+
+    def close(self, out: av.container.OutputContainer | None) -> None:
+        try:
+            if out is not None and self.target is not None:
+                self.pump(out, None)
+                out.mux(self.target.encode(None))
+        finally:
+            self.inp.close()
+
+
+class ClipWriter:
+    """Write a new video file from pictures, whole or not at all.
+
+    Used as a context manager: the file is written to a hidden temporary file beside
+    ``dst`` and renamed onto it when the block ends without an error, after its video
+    frame count is checked; on an error (or Ctrl-C) the temporary file is removed.
+
+    Args:
+        dst: ``.mp4``, ``.mov`` or ``.mkv``.
+        size: ``(width, height)`` of the pictures; H.264 and ProRes need even sides.
+        time_base: of the ``pts`` given to :meth:`write`.
+        rate: nominal frame rate (for the container's header; the pts decide timing).
+        codec: the encoder (:meth:`ClipCodec.x264`, :data:`MATTE_CODECS`).
+        audio: ``(src, start, end, offset)``: add ``src``'s first audio track between
+            ``start`` and ``end`` s, moved ``offset`` s earlier (``offset`` = the source time
+            of output time 0). ``None``: no audio.
+        src: the input, which ``dst`` must not be.
+        overwrite: replace an existing ``dst``.
+
+    Raises:
+        OutputError: ``dst`` is unusable (see :func:`check_output`), before anything is written.
+        ProcessingError: encoding failed or the file failed its check.
+    """
+
+    def __init__(
+        self,
+        dst: str | os.PathLike,
+        *,
+        size: tuple[int, int],
+        time_base: Fraction,
+        rate: Fraction,
+        codec: ClipCodec,
+        audio: tuple[str | os.PathLike, float, float, float] | None = None,
+        src: str | os.PathLike | None = None,
+        overwrite: bool = False,
+    ) -> None:
+        self.dst = Path(dst)
+        self.fmt = _check_output(Path(src) if src is not None else Path("/nonexistent"), self.dst, overwrite)
+        cleanup_stale_temps(self.dst)
+        self.tmp = _temp_path(self.dst)
+        self.size, self.time_base, self.codec = size, Fraction(time_base), codec
+        self.frames = 0
+        self.last_pts: int | None = None
+        options = {"movflags": "+faststart"} if self.fmt in ("mp4", "mov") else {}
+        options.update(_EXTRA_MUX_OPTIONS.get(self.fmt, {}))
+        # bitexact: no random Matroska UIDs and no library version tag, so the same
+        # pictures give the same bytes (see EncodeSettings.threads).
+        options["fflags"] = "+bitexact"
+        try:
+            self.out = av.open(str(self.tmp), "w", format=self.fmt, container_options=options)
+        except av.error.FFmpegError as e:
+            raise OutputError(f"{self.tmp.parent}: cannot create the output file: {e}") from e
+        try:
+            self.stream = self.out.add_stream(codec.codec, rate=rate)
+            self.stream.width, self.stream.height = size
+            self.stream.pix_fmt = codec.pix_fmt
+            self.stream.time_base = self.time_base
+            ctx = self.stream.codec_context
+            ctx.time_base = self.time_base
+            ctx.thread_type = "FRAME"
+            ctx.thread_count = codec.threads
+            ctx.color_range = 1
+            self.stream.options = dict(codec.options)
+            self.audio = None
+            if audio is not None:
+                a_src, a_start, a_end, a_offset = audio
+                self.audio = _AudioRange(Path(a_src), self.out, a_start, a_end, a_offset)
+        except BaseException:
+            self.out.close()
+            _remove_quietly(self.tmp)
+            raise
+
+    def write(self, image: np.ndarray, pts: int) -> None:
+        """Encode one picture: ``(H, W, 3) uint8`` BGR or ``(H, W) uint8`` grey, at ``pts`` (``time_base`` units)."""
+        if image.shape[:2] != (self.size[1], self.size[0]):
+            raise ProcessingError(f"{self.dst}: picture of {image.shape[1]}x{image.shape[0]} for a {self.size[0]}x{self.size[1]} clip")
+        if self.last_pts is not None and pts <= self.last_pts:
+            pts = self.last_pts + 1
+        self.last_pts = pts
+        if image.ndim == 2:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="gray")
+            frame.color_range = 2  # grey pictures are full range: 255 is white
+            frame = frame.reformat(format=self.codec.pix_fmt, dst_color_range=1, interpolation=_ACCURATE_TO_YUV)
+        else:
+            frame = _bgr_to_yuv(np.ascontiguousarray(image), 0) if self.codec.pix_fmt == "yuv420p" else (
+                av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24").reformat(
+                    format=self.codec.pix_fmt, interpolation=_ACCURATE_TO_YUV))
+        frame.pts = pts
+        frame.time_base = self.time_base
+        self.out.mux(self.stream.encode(frame))
+        self.frames += 1
+        if self.audio is not None:
+            self.audio.pump(self.out, float(pts * self.time_base))
+
+    def __enter__(self) -> ClipWriter:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
+        try:
+            if kind is None:
+                try:
+                    self.out.mux(self.stream.encode(None))
+                    if self.audio is not None:
+                        self.audio.close(self.out)
+                        self.audio = None
+                    self.out.close()
+                    count = _count_video_packets(self.tmp)
+                    if count != self.frames:
+                        raise ProcessingError(f"{self.dst}: holds {count} frames instead of {self.frames}")
+                    os.replace(self.tmp, self.dst)
+                except (OSError, av.error.FFmpegError) as e:
+                    if getattr(e, "errno", None) == errno.ENOSPC:
+                        raise ProcessingError(f"{self.dst.parent}: no space left on the disk: free some space") from e
+                    raise ProcessingError(f"{self.dst}: encoding failed: {e}") from e
+        finally:
+            if self.audio is not None:
+                self.audio.close(None)
+            try:
+                self.out.close()
+            except Exception:  # already closed, or failing: the first error counts
+                pass
+            _remove_quietly(self.tmp)
+
+
+def copy_video_range(info: VideoInfo, dst: str | os.PathLike, start: float, end: float) -> None:
+    """Copy the video packets from the keyframe before ``start`` to ``end`` s into ``dst`` (``.mkv``).
+
+    No re-encoding: the copy decodes to the very pictures of the source (from that
+    keyframe on), with the source's timestamps, so it can be analysed in its place.
+    """
+    src = Path(info.path)
+    inp = _open_input(src)
+    try:
+        stream = _video_stream(inp)
+        if stream is None:
+            raise MediaError(f"{src}: has no video stream")
+        tb = Fraction(stream.time_base)
+        with av.open(str(dst), "w", format="matroska", container_options={"avoid_negative_ts": "disabled"}) as out:
+            target = out.add_stream_from_template(stream)
+            inp.seek(max(0, int(start / tb)), stream=stream, backward=True)
+            for packet in _demux(inp, [stream], src):
+                if packet.size == 0:
+                    continue
+                if packet.dts is not None and packet.dts * tb > end + 1.0:
+                    break  # a second past the end: every frame shown before ``end`` is in
+                packet.stream = target
+                out.mux(packet)
+    finally:
+        inp.close()

@@ -63,7 +63,7 @@ _FFMPEG_HANDLERS = frozenset(
     {"VideoHandler", "SoundHandler", "SubtitleHandler", "DataHandler", "TimeCodeHandler", "HintHandler"}
 )
 _FFMPEG_VENDORS = frozenset({"[0][0][0][0]", "FFMP"})
-_FFMPEG_ENCODER = re.compile(r"Lav[fc]\d")
+_FFMPEG_ENCODER = re.compile(r"Lav[fc](\d|$)")  # "Lavf" alone with +bitexact
 
 
 @dataclass(frozen=True)

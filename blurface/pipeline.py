@@ -617,6 +617,44 @@ def render(
     )
 
 
+def make_plan(
+    src: str | os.PathLike,
+    *,
+    targets: list[str | os.PathLike] | Gallery | None = None,
+    keep: list[str | os.PathLike] | Gallery | None = None,
+    all_faces: bool = False,
+    tolerance: float = DecisionSettings.tolerance,
+    mask_unsure: bool = True,
+    analysis: AnalysisSettings | str = "balanced",
+    strict_reference: bool = False,
+    progress: Progress | None = None,
+) -> Plan:
+    """Load the reference people and analyse ``src``: the plan :func:`blur_video` renders.
+
+    The plan comes back as :meth:`Plan.save` writes it (boxes to 0.1 px), so a
+    render of it and a later render of the saved file give the same bytes.
+
+    Raises:
+        InputError: bad combination of options, unusable video or reference.
+    """
+    chosen = [bool(targets), bool(keep), bool(all_faces)]
+    if sum(chosen) != 1:
+        raise InputError("give exactly one of targets, keep or all_faces")
+    settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
+    engine = default_engine(settings)
+    mode: Mode = "target" if targets else "keep" if keep else "all"
+    refs = targets if targets else keep
+    if isinstance(refs, Gallery):
+        gallery = refs
+    elif refs:
+        gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
+    else:
+        gallery = Gallery()
+    decision = DecisionSettings(mode=mode, people=tuple(gallery.names), tolerance=tolerance, mask_unsure=mask_unsure)
+    plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress)
+    return plan.as_saved()
+
+
 def blur_video(
     src: str | os.PathLike,
     dst: str | os.PathLike | None = None,
@@ -645,21 +683,13 @@ def blur_video(
     chosen = [bool(targets), bool(keep), bool(all_faces)]
     if sum(chosen) != 1:
         raise InputError("give exactly one of targets, keep or all_faces")
-    settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
     dst = Path(dst) if dst is not None else media.default_output_path(src)
     media.check_output(src, dst, overwrite=overwrite)
-    engine = default_engine(settings)
-    mode: Mode = "target" if targets else "keep" if keep else "all"
-    refs = targets if targets else keep
-    if isinstance(refs, Gallery):
-        gallery = refs
-    elif refs:
-        gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
-    else:
-        gallery = Gallery()
-    decision = DecisionSettings(mode=mode, people=tuple(gallery.names), tolerance=tolerance, mask_unsure=mask_unsure)
     started = time.perf_counter()
-    plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress)
+    plan = make_plan(
+        src, targets=targets, keep=keep, all_faces=all_faces, tolerance=tolerance, mask_unsure=mask_unsure,
+        analysis=analysis, strict_reference=strict_reference, progress=progress,
+    )
     analysed = time.perf_counter() - started
     result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
     # Written only once the video is: an interrupted run leaves neither behind.

@@ -319,6 +319,17 @@ class Plan:
             "times": [round(float(x), 6) for x in self.times],
         }
 
+    def as_saved(self) -> Plan:
+        """This plan as :meth:`load` would read it back after :meth:`save` (boxes rounded to 0.1 px).
+
+        Render this, not the unrounded plan, so that re-rendering the saved file gives the same bytes.
+        Tracks keep their embeddings in memory (:meth:`save` never writes them).
+        """
+        saved = self._from_json(self.to_json())
+        for new, old in zip(saved.tracks, self.tracks, strict=True):
+            new.embeddings, new.embedding_frames = old.embeddings, old.embedding_frames
+        return saved
+
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as JSON (embeddings are never written: they are biometric data)."""
         def write(tmp: Path) -> None:

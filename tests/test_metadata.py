@@ -175,6 +175,8 @@ def test_keep_metadata_keeps_every_tag_and_chapter_title(ext, tmp_path, capsys):
         for key, value in tags.items():
             if key.lower() in stale and where:
                 continue
+            if key.lower() == "encoder" and value.startswith("Lavf"):
+                continue  # FFmpeg's own version tag: renders are bit-exact, so it is left out
             assert after[where].get(key) == value, (where, key, after[where])
     # A stream's title survives too (QuickTime reads it back as "name").
     for where in ("#0", "#1"):

@@ -1,0 +1,419 @@
+"""What editors and reviewers look at, made from a plan: previews, excerpts, mattes, contact sheets.
+
+Everything here reads a :class:`~blurface.plan.Plan`; with a saved plan nothing is
+detected again, so a preview shows exactly what the render will mask. Without one,
+:func:`analyse_range` analyses only the requested range plus :data:`ANALYSIS_MARGIN`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import time as _time
+from collections.abc import Callable
+from dataclasses import replace
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import media, overlay
+from .files import write_atomically
+from .mask import Masker, Solid
+from .pipeline import RenderSettings, make_plan
+from .plan import Plan
+from .types import InputError, OutputError, Result, Track
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int], None]
+
+# Seconds analysed before and after a range when there is no plan. A track's identity is
+# decided from its best crops over its whole life: a face that was turned away during the
+# range but clear a few seconds before is recognised from those seconds. Faces seen longer
+# than this outside the range are judged on what the margin holds; a full analysis
+# (``--plan``) decides on everything.
+ANALYSIS_MARGIN = 5.0
+
+# Proxy encoding: fast to make and small; its pictures are for looking, not delivery.
+PREVIEW_HEIGHT = 540
+PREVIEW_ENCODE = media.EncodeSettings(crf=23, preset="veryfast")
+
+
+def parse_time(text: str, option: str = "--from") -> float:
+    """``"80"``, ``"1:20"``, ``"1:20.5"`` or ``"0:01:20"`` as seconds.
+
+    Raises:
+        InputError: not such a time.
+    """
+    parts = text.strip().split(":")
+    if not 1 <= len(parts) <= 3 or not all(re.fullmatch(r"\d+", p) for p in parts[:-1]) or not re.fullmatch(
+        r"\d+(\.\d*)?|\.\d+", parts[-1]
+    ):
+        raise InputError(f"{option} {text!r} is not a time: write seconds (80, 80.5) or minutes:seconds (1:20)")
+    seconds = 0.0
+    for part in parts:
+        seconds = seconds * 60 + float(part)
+    return seconds
+
+
+def frame_range(plan: Plan, start: float | None, end: float | None) -> tuple[int, int]:
+    """First and last frame whose time is in ``[start, end)`` (``None``: the video's start or end).
+
+    Raises:
+        InputError: the range holds no frame.
+    """
+    return _frames_in(plan.times, start, end, plan.video.path)
+
+
+def _frames_in(times: np.ndarray, start: float | None, end: float | None, path: str) -> tuple[int, int]:
+    lo = -np.inf if start is None else start
+    hi = np.inf if end is None else end
+    inside = np.flatnonzero((times >= lo - 1e-6) & (times < hi - 1e-6))
+    if len(inside) == 0:
+        span = f"{times[0]:.3f} s to {times[-1]:.3f} s" if len(times) else "no frames"
+        raise InputError(
+            f"--from/--to select no frame of {path}: its frames run from {span}; give a range inside it"
+        )
+    return int(inside[0]), int(inside[-1])
+
+
+# --------------------------------------------------------------------------- analysis of a range
+
+
+def analyse_range(
+    src: str | os.PathLike,
+    start: float | None,
+    end: float | None,
+    *,
+    margin: float = ANALYSIS_MARGIN,
+    progress: Progress | None = None,
+    **plan_options: object,
+) -> Plan:
+    """Analyse ``[start - margin, end + margin)`` of ``src``; a plan numbered like a full analysis.
+
+    The range is copied packet for packet (no re-encoding, so the frames are the
+    source's own) into a temporary file, which :func:`~blurface.pipeline.make_plan`
+    analyses; its tracks are then renumbered to the source's frames. The temporary
+    file holds unmasked video: it lives in the system temp folder and is removed.
+
+    Args:
+        plan_options: ``targets``, ``keep``, ``all_faces``, ``tolerance``, ... of ``make_plan``.
+    """
+    info = media.probe(src)
+    times = media.frame_times(info)
+    _frames_in(times, start, end, info.path)  # refuse an empty range before the analysis
+    lo = times[0] if start is None else max(times[0], start - margin)
+    hi = times[-1] + 1 if end is None else end + margin
+    with tempfile.TemporaryDirectory(prefix="blurface-range-") as folder:
+        part = Path(folder) / "range.mkv"
+        media.copy_video_range(info, part, lo, hi)
+        sub = make_plan(part, progress=progress, **plan_options)  # type: ignore[arg-type]
+    # Matroska keeps milliseconds: match each frame to the nearest source time.
+    index = np.searchsorted(times, sub.times)
+    index = np.clip(index, 1, len(times) - 1)
+    nearer_left = np.abs(times[index - 1] - sub.times) <= np.abs(times[index] - sub.times)
+    index = np.where(nearer_left, index - 1, index)
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
+    matched = np.abs(times[index] - sub.times) < 0.5 * step
+    tracks = []
+    for t in sub.tracks:
+        ok = matched[t.frames]
+        if not ok.any():
+            continue
+        tracks.append(
+            Track(
+                id=t.id, frames=index[t.frames[ok]], xyxy=t.xyxy[ok], source=t.source[ok],
+                identity=t.identity, distance=t.distance, decision=t.decision, masked=t.masked, reason=t.reason,
+            )
+        )
+    settings = dict(sub.settings)
+    settings["analysed_range"] = {"from": round(float(lo), 6), "to": round(float(min(hi, times[-1] + step)), 6),
+                                  "margin": margin}
+    return Plan(video=info, mode=sub.mode, settings=settings, tracks=tracks, times=times, warnings=list(sub.warnings))
+
+
+# --------------------------------------------------------------------------- excerpts and previews
+
+
+def _even(n: float) -> int:
+    return max(2, int(round(n / 2)) * 2)
+
+
+def render_range(
+    plan: Plan,
+    dst: str | os.PathLike,
+    *,
+    start: float | None = None,
+    end: float | None = None,
+    settings: RenderSettings = RenderSettings(),
+    height: int | None = None,
+    show_overlay: bool = False,
+    src: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+) -> Result:
+    """Mask frames ``[start, end)`` as the plan says and write them, with the first audio track, to ``dst``.
+
+    The clip starts at time 0 (the first frame of the range). With ``height`` it is
+    scaled down to that height (a proxy); ``show_overlay`` draws every track's box,
+    label and the frame time over the masked picture (:func:`overlay.draw_overlay`).
+    Other streams (second audio tracks, subtitles) are not copied: this is an excerpt.
+
+    Raises:
+        InputError: the range holds no frame, or ``src`` is not the plan's video.
+        OutputError: ``dst`` cannot be written.
+    """
+    info = media.probe(src if src is not None else plan.video.path)
+    _check_same_video(info, plan)
+    first, last = frame_range(plan, start, end)
+    masker = settings.masker()
+    w, h = info.width, info.height
+    if height is not None and height < h:
+        out_h = _even(height)
+        out_w = _even(w * out_h / h)
+    else:
+        out_w, out_h = w + (w & 1), h + (h & 1)
+    scale = out_h / h if height is not None and height < h else 1.0
+    tb = Fraction(plan.video.time_base)
+    t0 = float(plan.times[first])
+    step = 1 / float(info.fps or 30)
+    t_end = float(plan.times[last]) + step if end is None else min(end, float(plan.times[last]) + step)
+    boxes_of = overlay.iter_frame_boxes(plan, first, last)
+    started = _time.perf_counter()
+    masked_frames = masked_boxes = frames = 0
+    codec = media.ClipCodec.x264(settings.encode)
+    with media.ClipWriter(
+        dst, size=(out_w, out_h), time_base=tb, rate=info.fps, codec=codec,
+        audio=(info.path, t0, t_end, t0), src=info.path, overwrite=overwrite,
+    ) as writer:
+        for frame in media.iter_frames(info, start=float(plan.times[first]), end=float(plan.times[last]) + 1e-3,
+                                       times=plan.times):
+            index, boxes = next(boxes_of)
+            while index < frame.index:
+                index, boxes = next(boxes_of)
+            image = frame.image
+            masked = np.array([fb.box for fb in boxes if fb.track.masked], np.float32).reshape(-1, 4)
+            if len(masked):
+                masker.apply(image, masked)
+                masked_frames += 1
+                masked_boxes += len(masked)
+            if scale != 1.0:
+                image = cv2.resize(image, (out_w, out_h), interpolation=cv2.INTER_AREA)
+            elif image.shape[:2] != (out_h, out_w):
+                image = cv2.copyMakeBorder(image, 0, out_h - h, 0, out_w - w, cv2.BORDER_REPLICATE)
+            if show_overlay:
+                overlay.draw_overlay(image, boxes, scale=scale, time=frame.time, index=frame.index)
+            # Times from the plan, as the matte's are: the two line up tick for tick.
+            writer.write(image, round((float(plan.times[frame.index]) - t0) / tb))
+            frames += 1
+            if progress:
+                progress("render", 1)
+    visible = [t for t in plan.tracks if t.last >= first and t.first <= last]
+    return Result(
+        output=str(dst), frames=frames, masked_frames=masked_frames, masked_boxes=masked_boxes,
+        tracks=len(visible), masked_tracks=sum(t.masked for t in visible), seconds_analyse=0.0,
+        seconds_render=_time.perf_counter() - started, warnings=list(plan.warnings),
+    )
+
+
+def _check_same_video(info: media.VideoInfo, plan: Plan) -> None:
+    if (info.width, info.height) != (plan.video.width, plan.video.height) or abs(
+        info.frame_count - plan.frame_count
+    ) > max(2, plan.frame_count // 50):
+        raise InputError(
+            f"{info.path!r} ({info.width}x{info.height}, {info.frame_count} frames) is not the video the plan "
+            f"was made for ({plan.video.width}x{plan.video.height}, {plan.frame_count} frames): analyse it again"
+        )
+
+
+# --------------------------------------------------------------------------- matte
+
+
+def matte_frames(plan: Plan, settings: RenderSettings, first: int, last: int):  # noqa: ANN201 - generator
+    """``(index, (H, W) uint8 picture)``: 255 exactly where the render masks, 0 elsewhere.
+
+    Drawn by the render's own :class:`~blurface.mask.Masker` (same shape, padding and
+    clipping) with a white effect, so the matte and the blurred pixels coincide.
+    """
+    w, h = plan.video.width, plan.video.height
+    white = Masker(Solid(color=(255, 255, 255)), shape=settings.shape, pad=settings.pad)  # type: ignore[arg-type]
+    for index, boxes in overlay.iter_frame_boxes(plan, first, last):
+        canvas = np.zeros((h + (h & 1), w + (w & 1), 3), np.uint8)
+        masked = np.array([fb.box for fb in boxes if fb.track.masked], np.float32).reshape(-1, 4)
+        if len(masked):
+            # Drawn on the picture's own size: the padding row/column of an odd size stays black.
+            white.apply(canvas[:h, :w], masked)
+        yield index, np.ascontiguousarray(canvas[:, :, 0])
+
+
+def write_matte(
+    plan: Plan,
+    dst: str | os.PathLike,
+    *,
+    settings: RenderSettings = RenderSettings(),
+    start: float | None = None,
+    end: float | None = None,
+    rebase: bool = False,
+    src: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> int:
+    """Write the black-and-white matte of the plan's masks to ``dst`` (``.mov``: ProRes 422 HQ; ``.mkv``: FFV1).
+
+    Frames and timestamps are the output's: every frame at the source's pts for a
+    full render, or the range's frames from time 0 (``rebase``) for an excerpt.
+    Nothing is decoded: the matte comes from the plan alone. Returns the frame count.
+
+    Raises:
+        OutputError: ``dst`` is not ``.mov``/``.mkv``, or cannot be written.
+    """
+    codec = media.MATTE_CODECS.get(Path(dst).suffix.lower())
+    if codec is None:
+        raise OutputError(f"{dst}: a matte must be .mov (ProRes 422 HQ) or .mkv (FFV1): choose one of those")
+    first, last = frame_range(plan, start, end)
+    tb = Fraction(plan.video.time_base)
+    t0 = float(plan.times[first]) if rebase else 0.0
+    w, h = plan.video.width, plan.video.height
+    count = 0
+    with media.ClipWriter(
+        dst, size=(w + (w & 1), h + (h & 1)), time_base=tb, rate=plan.video.fps, codec=codec,
+        src=src if src is not None else plan.video.path, overwrite=overwrite,
+    ) as writer:
+        for index, picture in matte_frames(plan, settings, first, last):
+            writer.write(picture, round((float(plan.times[index]) - t0) / tb))
+            count += 1
+    return count
+
+
+# --------------------------------------------------------------------------- contact sheet
+
+
+def write_contact_sheet(
+    plan: Plan,
+    dst: str | os.PathLike,
+    *,
+    src: str | os.PathLike | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    per_track: int = 5,
+) -> int:
+    """Write a PNG with one row per track seen in ``[start, end)``: face crops and the decision.
+
+    The crops are **not masked**: the sheet is for the reviewer who checks the decisions.
+    Returns the number of rows (tracks).
+    """
+    info = media.probe(src if src is not None else plan.video.path)
+    _check_same_video(info, plan)
+    first, last = frame_range(plan, start, end)
+    tracks = [t for t in plan.tracks if t.last >= first and t.first <= last]
+    wanted: dict[int, list[tuple[Track, np.ndarray]]] = {}
+    for t in tracks:
+        inside = t.frames[(t.frames >= first) & (t.frames <= last)]
+        sub = replace(t, frames=inside, xyxy=t.xyxy[(t.frames >= first) & (t.frames <= last)],
+                      source=t.source[(t.frames >= first) & (t.frames <= last)])
+        for f in overlay.sheet_frames(sub, per_track):
+            row = int(np.searchsorted(t.frames, f))
+            wanted.setdefault(f, []).append((t, t.xyxy[row]))
+    tiles: dict[int, list[tuple[int, np.ndarray]]] = {t.id: [] for t in tracks}
+    if wanted:
+        lo, hi = min(wanted), max(wanted)
+        for frame in media.iter_frames(info, start=float(plan.times[lo]), end=float(plan.times[hi]) + 1e-3,
+                                       times=plan.times):
+            for t, box in wanted.get(frame.index, []):
+                tiles[t.id].append((frame.index, overlay.face_tile(frame.image, box)))
+    width = overlay.PANEL + per_track * (overlay.TILE + 4) + 4
+    name = Path(info.path).name
+    title = f"{name}: {len(tracks)} face track(s), mode {plan.mode}. Crops are UNMASKED: for review only, do not publish."
+    rows = [overlay.sheet_header(title, width)]
+    for t in tracks:
+        rows.append(overlay.sheet_row(t, [tile for _, tile in sorted(tiles[t.id], key=lambda x: x[0])], plan.times,
+                                      per_track))
+    if not tracks:
+        empty = np.full((overlay.TILE, width, 3), 250, np.uint8)
+        cv2.putText(empty, "no faces in this range", (14, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 1)
+        rows.append(empty)
+    sheet = np.vstack(rows)
+    ok, data = cv2.imencode(".png", sheet)
+    if not ok:
+        raise OutputError(f"{dst}: the contact sheet could not be encoded as PNG")
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(data.tobytes())
+
+    write_atomically(dst, write, what="contact sheet", error=OutputError)
+    return len(tracks)
+
+
+# --------------------------------------------------------------------------- one run, every output
+
+
+def produce(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    plan: Plan | None = None,
+    analysis: dict | None = None,
+    start: float | None = None,
+    end: float | None = None,
+    settings: RenderSettings = RenderSettings(),
+    height: int | None = None,
+    show_overlay: bool = False,
+    matte: str | os.PathLike | None = None,
+    contact_sheet: str | os.PathLike | None = None,
+    report: str | os.PathLike | None = None,
+    plan_out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    command: list[str] | tuple[str, ...] = (),
+    progress: Progress | None = None,
+) -> Result:
+    """Analyse (unless ``plan`` is given), render ``dst`` and write the side files asked for.
+
+    A range (``start``/``end``), a proxy ``height`` or an overlay renders with
+    :func:`render_range`; otherwise the whole video with :func:`pipeline.render`.
+    The report, when asked for, hashes the input first and checks it again at the end.
+
+    Args:
+        analysis: options of :func:`~blurface.pipeline.make_plan` (``targets``, ``keep``, ...),
+            used when ``plan`` is ``None``.
+    """
+    from .pipeline import render
+    from .report import AuditReport
+
+    ranged = start is not None or end is not None
+    audit = None
+    if report is not None:
+        audit = AuditReport(
+            report, src, command=list(command),
+            settings={
+                "render": settings, "range": {"from": start, "to": end}, "preview_height": height,
+                "overlay": show_overlay, "plan_given": plan is not None,
+                "analysis_options": analysis, "analysis_margin_s": ANALYSIS_MARGIN if ranged and plan is None else None,
+            },
+        )
+    started = _time.perf_counter()
+    if plan is None:
+        options = dict(analysis or {})
+        plan = analyse_range(src, start, end, progress=progress, **options) if ranged else make_plan(
+            src, progress=progress, **options)  # type: ignore[arg-type]
+    analysed = _time.perf_counter() - started
+    if ranged or height is not None or show_overlay:
+        result = render_range(plan, dst, start=start, end=end, settings=settings, height=height,
+                              show_overlay=show_overlay, src=src, overwrite=overwrite, progress=progress)
+    else:
+        result = render(plan, dst, settings=settings, src=src, overwrite=overwrite, progress=progress)
+    side: dict[str, str | os.PathLike] = {}
+    if plan_out is not None:
+        plan.save(plan_out)
+        side["plan"] = plan_out
+    if matte is not None:
+        write_matte(plan, matte, settings=settings, start=start, end=end, rebase=ranged, src=src, overwrite=overwrite)
+        side["matte"] = matte
+    if contact_sheet is not None:
+        write_contact_sheet(plan, contact_sheet, src=src, start=start, end=end)
+        side["contact_sheet"] = contact_sheet
+    if audit is not None:
+        audit.finish(plan, dst, side_files=side, result=result)
+    return replace(result, seconds_analyse=analysed)
