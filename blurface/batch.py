@@ -277,7 +277,8 @@ def process_file(job: Job) -> Outcome:
         )
         result = render(plan, job.staged, settings=work.render, overwrite=True, progress=progress)  # type: ignore[arg-type]
     except BlurfaceError as e:
-        outcome.error = " ".join(str(e).splitlines())
+        # Errors name the file first; the report and the line name it already.
+        outcome.error = " ".join(str(e).removeprefix(f"{job.src}: ").splitlines())
     except MemoryError:
         outcome.error = "out of memory: run fewer jobs per machine (--jobs) or use --fast"
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
@@ -545,13 +546,14 @@ def run_batch(
             row.changes = change
             todo.append(entry)
         events.started([e.row for e in todo], summary.up_to_date)
-        pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(jobs or default_jobs(), work)
-        try:
-            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
-        except BaseException:
-            pool.close(cancel=True)
-            raise
-        pool.close()
+        if todo:
+            pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(jobs or default_jobs(), work)
+            try:
+                _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
+            except BaseException:
+                pool.close(cancel=True)
+                raise
+            pool.close()
         summary.rows = [e.row for e in entries]
         mf.write_report(summary.rows, summary.report)
         return summary

@@ -449,10 +449,11 @@ class _BatchBar:
         self.files = len(todo)
         if self.enabled and todo:
             # Counted in seconds of video, shown in hours: the ETA follows video length, not file count.
-            self.bar = tqdm(total=sum(r.duration or 0.0 for r in todo), unit_scale=1 / 3600, file=sys.stderr,
-                            desc=f"batch 0/{len(todo)} files",
-                            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n:.2f}/{total:.2f} video-h "
-                            "[{elapsed}<{remaining}]")
+            seconds = sum(r.duration or 0.0 for r in todo)
+            scale, unit = (1 / 3600, "h") if seconds >= 1800 else (1 / 60, "min")
+            self.bar = tqdm(total=seconds, unit_scale=scale, file=sys.stderr, desc=f"batch 0/{len(todo)} files",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n:.2f}/{total:.2f} video-" + unit +
+                            " [{elapsed}<{remaining}]")
 
     def finished(self, row) -> None:  # noqa: ANN001
         if row.status == "done":
