@@ -16,13 +16,14 @@ Who does what:
   each job analyses and renders into a *staged* file beside the output. The client
   moves the staged file onto the output when it records the result, so an output
   appears only once the manifest says so. A worker of a killed client never
-  writes an output: local workers stop within a frame once their parent is gone.
+  writes an output; local workers stop themselves once their client is gone.
 * A worker that dies mid-file loses nothing: the file is handed out once more
   (on Dask, the scheduler does that, see ``allowed-failures``), then marked failed.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import logging
@@ -204,7 +205,6 @@ class Job:
     src: str
     staged: str
     work: WorkSettings
-    parent_pid: int | None = None  # local pool: stop when this process is gone
 
 
 @dataclass
@@ -233,7 +233,7 @@ def _engine(threshold: float):  # noqa: ANN202 - FaceEngine, imported lazily
     return cached
 
 
-def _local_worker_init(threshold: float) -> None:
+def _local_worker_init(threshold: float, parent: int) -> None:
     """Local pool process: Ctrl-C is the client's to handle; SIGTERM cleans up; models load now."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -241,7 +241,22 @@ def _local_worker_init(threshold: float) -> None:
         raise Interrupted("batch worker stopped by SIGTERM")
 
     signal.signal(signal.SIGTERM, stop)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="blurface-orphan-watch").start()
     _engine(threshold)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this worker soon after its client dies (SIGKILL gives the pool no chance to stop it).
+
+    Without this an orphaned worker finishes its file and then waits forever on the
+    pool's queue (it holds that pipe's write end itself, so it never sees EOF).
+    SIGTERM first, so a file in progress removes its temporary output; then exit.
+    """
+    while os.getppid() == parent:
+        time.sleep(0.2)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5.0)
+    os._exit(1)
 
 
 def process_file(job: Job) -> Outcome:
@@ -261,21 +276,15 @@ def process_file(job: Job) -> Outcome:
         outcome.error = f"{os.path.dirname(job.staged)}: output folder not found on worker {worker}: {_SHARED_PATHS_HINT}"
         return outcome
 
-    def progress(stage: str, n: int) -> None:
-        # A worker whose client was killed (SIGKILL leaves it running) stops here, within a
-        # frame, and removes its temporary file; the next run does the file again.
-        if job.parent_pid is not None and os.getppid() != job.parent_pid:
-            raise Interrupted("the batch that started this worker has stopped")
-
     work = job.work
     started = time.perf_counter()
     try:
         engine = _engine(work.analysis.threshold)  # type: ignore[attr-defined]
         plan = analyse(
             job.src, gallery=work.gallery(), decision=work.decision, settings=work.analysis,  # type: ignore[arg-type]
-            engine=engine, progress=progress,
+            engine=engine,
         )
-        result = render(plan, job.staged, settings=work.render, overwrite=True, progress=progress)  # type: ignore[arg-type]
+        result = render(plan, job.staged, settings=work.render, overwrite=True)  # type: ignore[arg-type]
     except BlurfaceError as e:
         # Errors name the file first; the report and the line name it already.
         outcome.error = " ".join(str(e).removeprefix(f"{job.src}: ").splitlines())
@@ -309,11 +318,11 @@ class LocalPool:
             max_workers=self.capacity,
             mp_context=mp.get_context("spawn"),
             initializer=_local_worker_init,
-            initargs=(self._work.analysis.threshold,),  # type: ignore[attr-defined]
+            initargs=(self._work.analysis.threshold, os.getpid()),  # type: ignore[attr-defined]
         )
 
     def submit(self, job: Job) -> Future:
-        future = self._pool.submit(process_file, replace(job, parent_pid=os.getpid()))
+        future = self._pool.submit(process_file, job)
         self._owner[future] = self._pool
         return future
 
@@ -658,6 +667,7 @@ def _schedule(
                 outcome: Outcome = future.result()
             except Exception as e:  # noqa: BLE001 - the worker died; the file itself may be fine
                 problem = f"a worker died while processing it ({type(e).__name__}: {e})"
+                _discard(staged, staged_too=True)
                 if pool.lost(future, e) and entry.rel not in retried:
                     retried.add(entry.rel)
                     events.retrying(entry.row, problem)
@@ -667,7 +677,24 @@ def _schedule(
             _record(manifest, entry, staged, outcome, summary, events)
 
 
+def _discard(staged: Path, *, staged_too: bool) -> None:
+    """Remove what a finished or lost job left: temporary files of its staged output.
+
+    A worker that died mid-file (and, on Dask, the one that took the file over) wrote
+    ``.STAGED.blurface-tmp-PID``; once the job is over, none of them is still needed.
+    """
+    names = [p for p in staged.parent.glob(f".{glob.escape(staged.name)}.blurface-tmp-*")]
+    if staged_too:
+        names.append(staged)
+    for p in names:
+        try:
+            p.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not remove temporary file %s: %s", p, e)
+
+
 def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, summary: Summary, events: Events) -> None:
+    _discard(staged, staged_too=False)
     row = entry.row
     row.worker, row.seconds = outcome.worker or None, round(outcome.seconds, 3)
     if outcome.error is None:
@@ -686,9 +713,6 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
     row.status, row.reason = mf.FAILED, outcome.error
     row.frames = row.masked_frames = None
     manifest.put(row)
-    try:
-        staged.unlink(missing_ok=True)
-    except OSError:
-        pass
+    _discard(staged, staged_too=True)
     summary.failed += 1
     events.finished(row)
