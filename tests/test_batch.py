@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -319,19 +320,27 @@ def test_cli_on_a_dask_scheduler_survives_a_killed_worker(four_clips, tmp_path) 
             pids = watcher.run(os.getpid)
             proc = start_batch(arch, "-o", out, "--all", "--scheduler", address)
 
-            busy: list[str] = []
+            victim: dict[str, object] = {}
 
             def rendering() -> bool:
-                # A worker holds a file, and some file's temporary output exists: work is under way.
-                busy[:] = [w for w, keys in watcher.processing().items() if any("blurface-" in str(k) for k in keys)]
-                return bool(busy) and any(out.rglob(".*.blurface-tmp-*"))
+                # A worker's temporary output names its pid: that worker is mid-file.
+                for tmp in out.rglob(".*.blurface-tmp-*"):
+                    pid = int(re.search(r"blurface-tmp-(\d+)", tmp.name).group(1))
+                    if pid in pids.values():
+                        final = tmp.parent / tmp.name[2:].split(".blurface-batch-")[0]
+                        victim.update(pid=pid, rel=final.relative_to(out).as_posix())
+                        return True
+                return False
 
             wait_until(rendering, proc, "a Dask worker was rendering")
-            os.kill(pids[busy[0]], signal.SIGKILL)
+            os.kill(victim["pid"], signal.SIGKILL)
             _, err = proc.communicate(timeout=WAIT)
+        survivor = next(pid for pid in pids.values() if pid != victim["pid"])
         assert proc.returncode == 0, err
         rows = manifest_rows(out)
         assert {rel: r["completions"] for rel, r in rows.items()} == dict.fromkeys(clips, 1)
+        # The file the killed worker was rendering was finished by the other one.
+        assert rows[victim["rel"]]["worker"].endswith(f":{survivor}")
         assert hidden_leftovers(out) == []
         assert_masked(clips, out, tuple(clips))
     finally:
