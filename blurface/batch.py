@@ -557,11 +557,7 @@ def run_batch(
         events.started([e.row for e in todo], summary.up_to_date)
         if todo:
             pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(jobs or default_jobs(), work)
-            try:
-                _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
-            except BaseException:
-                pool.close(cancel=True)
-                raise
+            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
             pool.close()
         summary.rows = [e.row for e in entries]
         mf.write_report(summary.rows, summary.report)
@@ -656,25 +652,46 @@ def _schedule(
         future = pool.submit(Job(entry.rel, str(entry.path), str(staged), work))
         running[future] = (entry, staged)
 
-    while queue or running:
-        while queue and len(running) < pool.capacity + 1:
-            submit(queue.pop())
-        if not running:
-            continue
-        for future in pool.wait(running):
-            entry, staged = running.pop(future)
-            try:
-                outcome: Outcome = future.result()
-            except Exception as e:  # noqa: BLE001 - the worker died; the file itself may be fine
-                problem = f"a worker died while processing it ({type(e).__name__}: {e})"
-                _discard(staged, staged_too=True)
-                if pool.lost(future, e) and entry.rel not in retried:
-                    retried.add(entry.rel)
-                    events.retrying(entry.row, problem)
-                    queue.append(entry)
-                    continue
-                outcome = Outcome(entry.rel, error=problem)
-            _record(manifest, entry, staged, outcome, summary, events)
+    try:
+        while queue or running:
+            while queue and len(running) < pool.capacity + 1:
+                submit(queue.pop())
+            if running:
+                _collect(pool, manifest, running, queue, retried, summary, events)
+    except BaseException:
+        # Interrupted (or the client failed): stop the workers, then drop what they left.
+        pool.close(cancel=True)
+        for entry, staged in running.values():
+            _discard(staged, staged_too=True)
+            entry.row.status = mf.PENDING
+            manifest.put(entry.row)
+        raise
+
+
+def _collect(
+    pool: LocalPool | DaskPool,
+    manifest: Manifest,
+    running: dict[Future, tuple[Entry, Path]],
+    queue: list[Entry],
+    retried: set[str],
+    summary: Summary,
+    events: Events,
+) -> None:
+    """Wait for at least one job; record each finished one, or queue it again once if its worker died."""
+    for future in pool.wait(running):
+        entry, staged = running.pop(future)
+        try:
+            outcome: Outcome = future.result()
+        except Exception as e:  # noqa: BLE001 - the worker died; the file itself may be fine
+            problem = f"a worker died while processing it ({type(e).__name__}: {e})"
+            _discard(staged, staged_too=True)
+            if pool.lost(future, e) and entry.rel not in retried:
+                retried.add(entry.rel)
+                events.retrying(entry.row, problem)
+                queue.append(entry)
+                continue
+            outcome = Outcome(entry.rel, error=problem)
+        _record(manifest, entry, staged, outcome, summary, events)
 
 
 def _discard(staged: Path, *, staged_too: bool) -> None:

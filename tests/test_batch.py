@@ -253,6 +253,29 @@ def test_sigkill_then_rerun_loses_nothing_and_does_nothing_twice(four_clips, tmp
     assert_masked(clips, out, tuple(clips))
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_workers_keeps_finished_outputs_and_resumes(sig, four_clips, tmp_path) -> None:
+    arch, clips = four_clips
+    out = tmp_path / "masked"
+    proc = start_batch(arch, "-o", out, "--all", "-q", "--jobs", "1")
+    wait_until(lambda: done_count(out) >= 1, proc, "the first file was done")
+    import psutil
+
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 130
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "finished outputs are kept: run the same command again to resume" in lines[0], lines
+    _, alive = psutil.wait_procs(workers, timeout=WAIT)
+    assert alive == []
+    assert hidden_leftovers(out) == []
+    finished = {rel for rel, r in manifest_rows(out).items() if r["status"] == "done"}
+    assert finished and all((out / rel).is_file() for rel in finished)
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q", "--jobs", "1"]) == 0
+    assert {rel: r["completions"] for rel, r in manifest_rows(out).items()} == dict.fromkeys(clips, 1)
+
+
 def test_a_worker_killed_mid_file_is_retried(four_clips, tmp_path) -> None:
     arch, clips = four_clips
     out = tmp_path / "masked"
@@ -273,6 +296,48 @@ def test_a_worker_killed_mid_file_is_retried(four_clips, tmp_path) -> None:
     assert max(r["attempts"] for r in rows.values()) == 2
     assert hidden_leftovers(out) == []
     assert_masked(clips, out, tuple(clips))
+
+
+def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monkeypatch) -> None:
+    """The retry rule on its own: a pool whose every worker dies (as if the file killed it)."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    submitted: list[str] = []
+
+    class DyingPool:
+        capacity = 1
+
+        def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
+            pass
+
+        def submit(self, job: batch.Job) -> Future:
+            submitted.append(job.rel)
+            future: Future = Future()
+            future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+            return future
+
+        def wait(self, futures):  # noqa: ANN001, ANN202
+            return set(futures)
+
+        def lost(self, future: Future, error: BaseException) -> bool:
+            return True
+
+        def close(self, *, cancel: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(batch, "LocalPool", DyingPool)
+    arch = tmp_path / "archive"
+    arch.mkdir()
+    shutil.copy2(archive[0] / "one.mp4", arch / "one.mp4")
+    out = tmp_path / "masked"
+    summary = batch.run_batch(arch, out, batch.prepare(all_faces=True))
+    assert submitted == ["one.mp4", "one.mp4"]
+    assert (summary.done, summary.failed, summary.exit_code) == (0, 1, 1)
+    row = manifest_rows(out)["one.mp4"]
+    assert row["status"] == "failed" and row["attempts"] == 2
+    assert row["reason"].startswith("a worker died while processing it (BrokenProcessPool")
+    assert not (out / "one.mp4").exists() and hidden_leftovers(out) == []
 
 
 # --------------------------------------------------------------------------- Dask
