@@ -729,6 +729,14 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
             return
     row.status, row.reason = mf.FAILED, outcome.error
     row.frames = row.masked_frames = None
+    # An earlier output of this file was made from other settings or another version
+    # of the input (else it would not be redone): keeping it would pass it off as current.
+    if row.output is not None and entry.final is not None and entry.final.is_file():
+        try:
+            entry.final.unlink()
+        except OSError as e:
+            log.warning("could not remove the outdated output %s: %s", entry.final, e)
+    row.output = None
     manifest.put(row)
     _discard(staged, staged_too=True)
     summary.failed += 1

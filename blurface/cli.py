@@ -459,7 +459,7 @@ class _BatchBar:
         if row.status == "done":
             if self.enabled:
                 self._line(f"done    {row.path} -> {row.output}: {row.frames} frames, {row.masked_frames} with masks, "
-                           f"{row.seconds:.1f} s" + (f" ({row.changes})" if row.changes else ""))
+                           f"{row.seconds:.1f} s" + (f"; changed: {row.changes}" if row.changes else ""))
         else:  # a failure is one line even with --quiet
             self._line(_one_line(f"failed  {row.path}: {row.reason}"))
         self.count += 1
@@ -527,7 +527,8 @@ def _batch_status(folder: str) -> int:
         f"{videos} videos: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
         f"{counts.get('running', 0) + counts.get('pending', 0)} not done; {counts.get('skipped', 0)} other files skipped"
     )
-    print(f"video: {done_s / 3600:.2f} of {total_s / 3600:.2f} hours done")
+    scale, unit = (3600, "hours") if total_s >= 1800 else (60, "minutes")
+    print(f"video: {done_s / scale:.2f} of {total_s / scale:.2f} {unit} done")
     for row in failed:
         print(_one_line(f"failed  {row.path}: {row.reason}"))
     return EXIT_FAILURE if failed else EXIT_OK
