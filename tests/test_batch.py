@@ -141,7 +141,7 @@ def test_archive_is_mirrored_masked_and_bad_files_reported(archive, tmp_path, ca
     assert set(report) == {*GOOD, "notes.mp4", "sub/tone.m4a", "sub/broken.mp4"}
     assert {report[r]["status"] for r in GOOD} == {"done"}
     assert report["sub/broken.mp4"]["status"] == "failed"
-    assert "truncated or damaged" in report["sub/broken.mp4"]["reason"]
+    assert "truncated or damaged" in report["sub/broken.mp4"]["reason"] and report["sub/broken.mp4"]["output"] == ""
     assert report["notes.mp4"]["status"] == "skipped" and "not a readable video" in report["notes.mp4"]["reason"]
     assert report["sub/tone.m4a"]["status"] == "skipped" and "no video stream" in report["sub/tone.m4a"]["reason"]
     # One line per problem, naming the file; a summary at the end.
