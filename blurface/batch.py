@@ -220,6 +220,7 @@ class Outcome:
     worker: str = ""
 
 
+_busy = False  # a file is in progress in this process (the SIGTERM handler must clean up)
 _engines = threading.local()  # per thread: Dask runs several tasks of one process in threads
 
 
@@ -238,6 +239,8 @@ def _local_worker_init(threshold: float, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        if not _busy:  # idle: nothing to clean up, and no traceback for an exception nobody catches
+            os._exit(0)
         raise Interrupted("batch worker stopped by SIGTERM")
 
     signal.signal(signal.SIGTERM, stop)
@@ -276,8 +279,10 @@ def process_file(job: Job) -> Outcome:
         outcome.error = f"{os.path.dirname(job.staged)}: output folder not found on worker {worker}: {_SHARED_PATHS_HINT}"
         return outcome
 
+    global _busy
     work = job.work
     started = time.perf_counter()
+    _busy = True
     try:
         engine = _engine(work.analysis.threshold)  # type: ignore[attr-defined]
         plan = analyse(
@@ -296,6 +301,8 @@ def process_file(job: Job) -> Outcome:
     else:
         outcome.frames, outcome.masked_frames = result.frames, result.masked_frames
         outcome.warnings = list(result.warnings)
+    finally:
+        _busy = False
     outcome.seconds = time.perf_counter() - started
     return outcome
 
@@ -373,7 +380,7 @@ class DaskPool:
         except ImportError as e:
             raise InputError("--scheduler needs Dask: pip install 'blurface[distributed]'") from e
         try:
-            self._client = Client(address, timeout=30)
+            self._client = Client(address, timeout=15)
         except (OSError, TimeoutError) as e:
             raise InputError(f"cannot reach the Dask scheduler at {address!r} ({e}): start it with 'dask scheduler'") from e
 
@@ -439,7 +446,10 @@ def walk(archive: Path, out_dir: Path) -> Iterable[tuple[str, Path]]:
 
 def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
     """The manifest row for ``path``: probed again only when its size or mtime changed."""
-    st = path.stat()
+    try:
+        st = path.stat()
+    except OSError as e:  # vanished since the walk, or a broken link
+        return Row(path=rel, size=-1, mtime_ns=-1, is_video=False, status=mf.SKIPPED, reason=f"cannot read it: {e.strerror}")
     if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
         return known
     row = Row(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, is_video=True)
@@ -449,6 +459,9 @@ def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
         row.is_video, row.status = False, mf.SKIPPED
         # The probe names the file first; the report has its own column for that.
         row.reason = str(e).removeprefix(f"{path}: ")
+    except Exception as e:  # noqa: BLE001 - one odd file must not stop the walk
+        row.is_video, row.status = False, mf.SKIPPED
+        row.reason = " ".join(f"could not be probed ({type(e).__name__}: {e})".splitlines())
     else:
         row.duration, row.frame_count = info.duration, info.frame_count
     if known is not None:  # keep the history: a changed file is redone, not forgotten
@@ -520,8 +533,15 @@ def run_batch(
     archive, out_dir = Path(archive), Path(out_dir)
     events = events or Events()
     _check_folders(archive, out_dir)
-    out_dir.mkdir(exist_ok=True)
-    manifest = Manifest(out_dir)
+    # Reach the cluster before anything is written, so a wrong address costs nothing.
+    pool: LocalPool | DaskPool | None = DaskPool(scheduler) if scheduler else None
+    try:
+        out_dir.mkdir(exist_ok=True)
+        manifest = Manifest(out_dir)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     try:
         manifest.lock()
         _claim(manifest, archive)
@@ -556,13 +576,14 @@ def run_batch(
             todo.append(entry)
         events.started([e.row for e in todo], summary.up_to_date)
         if todo:
-            pool: LocalPool | DaskPool = DaskPool(scheduler) if scheduler else LocalPool(jobs or default_jobs(), work)
+            pool = pool or LocalPool(jobs or default_jobs(), work)
             _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
-            pool.close()
         summary.rows = [e.row for e in entries]
         mf.write_report(summary.rows, summary.report)
         return summary
     finally:
+        if pool is not None:
+            pool.close()  # after an interrupt _schedule already stopped it; closing again is harmless
         manifest.close()
 
 
