@@ -31,7 +31,7 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("blurface")
 
-SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview")
+SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview", "batch")
 
 # x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -44,6 +44,7 @@ _NOT_WRITTEN = {
     "enroll": "no gallery was written",
     "verify": "no report was written",
     "inspect": "the check did not finish",
+    "batch": "finished outputs are kept: run the same command again to resume",
 }
 
 
@@ -96,18 +97,29 @@ def _blur_parser() -> argparse.ArgumentParser:
         prog="blurface",
         description="Mask a person's face wherever they appear in a video; keep audio, streams and timing.",
         epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help', "
-        "'blurface preview --help', 'blurface inspect --help'. "
+        "'blurface preview --help', 'blurface inspect --help', 'blurface batch --help'. "
         "Exit codes: 0 ok, 1 processing failure, 2 usage or input error, 130 interrupted.",
     )
     p.add_argument("video", help="input video (mp4, mov, mkv, ...)")
+    _add_masking(p)
+    p.add_argument("-o", "--output", help="output path (default: VIDEO.blurred.EXT beside the input)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
+    _add_range(p)
+    _add_editor_outputs(p)
+    p.add_argument("--version", action="version", version=f"blurface {__version__}")
+    _add_common(p)
+    return p
+
+
+def _add_masking(p: argparse.ArgumentParser) -> None:
+    """Whom to mask, how, and how fast: shared by the single-file command and ``batch``."""
     who = p.add_argument_group("whom to mask (exactly one)")
     who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ",
                      help="mask this person; repeat for several people. A folder of photos of one person matches better")
     who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ",
                      help="mask every face except these people (repeatable)")
     who.add_argument("--all", action="store_true", help="mask every face")
-    p.add_argument("-o", "--output", help="output path (default: VIDEO.blurred.EXT beside the input)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     _add_matching(p)
     p.add_argument("--unsure", choices=("mask", "keep"), default="mask",
                    help="--target mode: faces close to the target but not within tolerance are masked (default) or kept")
@@ -125,13 +137,7 @@ def _blur_parser() -> argparse.ArgumentParser:
                       "whole-frame passes every 3rd frame (slower)")
     speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
     speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
-    p.add_argument("--plan", metavar="JSON", help="also write the redaction plan (per-frame boxes and reasons)")
     _add_keep_metadata(p)
-    _add_range(p)
-    _add_editor_outputs(p)
-    p.add_argument("--version", action="version", version=f"blurface {__version__}")
-    _add_common(p)
-    return p
 
 
 def _enroll_parser() -> argparse.ArgumentParser:
@@ -332,15 +338,19 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
     return RenderSettings(effect=args.mask, shape=args.shape, pad=pad, encode=encode)
 
 
-def _cmd_blur(args: argparse.Namespace) -> int:
-    from . import media
-    from .pipeline import blur_video
-
+def _check_masking(args: argparse.Namespace) -> None:
     chosen = [bool(args.target), bool(args.keep), bool(args.all)]
     if sum(chosen) != 1:
         raise _UsageError("blurface: give exactly one of --target, --keep or --all (see --help)")
     if args.tolerance is not None and not 0 < args.tolerance < 2:
         raise _UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+
+
+def _cmd_blur(args: argparse.Namespace) -> int:
+    from . import media
+    from .pipeline import blur_video
+
+    _check_masking(args)
     render_settings = _render_settings(args)
     info = media.probe(args.video)
     out = Path(args.output) if args.output else media.default_output_path(args.video)
@@ -574,6 +584,140 @@ def _run_for_editors(
     return EXIT_OK
 
 
+# --------------------------------------------------------------------------- batch
+
+
+def _batch_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface batch",
+        description="Mask every video of an archive folder into the same relative paths under MASKED/; "
+        "resumable (a manifest in MASKED/), parallel, or on a Dask cluster.",
+        epilog="Exit codes: 0 every video done, 1 some failed, 2 usage or input error, 130 interrupted "
+        "(run the same command again to resume).",
+    )
+    p.add_argument("archive", nargs="?", help="folder to walk recursively")
+    p.add_argument("-o", "--output", metavar="MASKED", help="output folder (mirrors the archive's tree)")
+    p.add_argument("--status", metavar="MASKED", help="print the summary of the batch in MASKED and exit")
+    p.add_argument("--retry-failed", action="store_true", help="only retry the files that failed last time")
+    p.add_argument("--overwrite", action="store_true", help="replace files in MASKED that this batch did not write")
+    p.add_argument("--report", metavar="CSV|JSON", help="one row per file (default MASKED/blurface-batch-report.csv)")
+    run = p.add_argument_group("where to run")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, metavar="N",
+                       help="worker processes on this machine (default: one per two cores, ~600 MB each)")
+    where.add_argument("--scheduler", metavar="tcp://HOST:8786", help="send the files to this Dask scheduler")
+    _add_masking(p)
+    _add_common(p)
+    return p
+
+
+class _BatchBar:
+    """One overall bar (files, video hours, ETA) and a line per file, on stderr."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar: tqdm | None = None
+        self.files = self.count = 0
+
+    def _line(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr)
+
+    def skipped(self, row) -> None:  # noqa: ANN001 - manifest.Row, imported lazily
+        if self.enabled:
+            self._line(f"skipped {row.path}: {row.reason}")
+
+    def started(self, todo: list, up_to_date: int) -> None:
+        self.files = len(todo)
+        if self.enabled and todo:
+            # Counted in seconds of video, shown in hours: the ETA follows video length, not file count.
+            seconds = sum(r.duration or 0.0 for r in todo)
+            scale, unit = (1 / 3600, "h") if seconds >= 1800 else (1 / 60, "min")
+            self.bar = tqdm(total=seconds, unit_scale=scale, file=sys.stderr, desc=f"batch 0/{len(todo)} files",
+                            bar_format="{desc}: {percentage:3.0f}%|{bar:20}| {n:.2f}/{total:.2f} video-" + unit +
+                            " [{elapsed}<{remaining}]")
+
+    def finished(self, row) -> None:  # noqa: ANN001
+        if row.status == "done":
+            if self.enabled:
+                self._line(f"done    {row.path} -> {row.output}: {row.frames} frames, {row.masked_frames} with masks, "
+                           f"{row.seconds:.1f} s" + (f"; changed: {row.changes}" if row.changes else ""))
+        else:  # a failure is one line even with --quiet
+            self._line(_one_line(f"failed  {row.path}: {row.reason}"))
+        self.count += 1
+        if self.bar is not None:
+            self.bar.set_description_str(f"batch {self.count}/{self.files} files", refresh=False)
+            self.bar.update(row.duration or 0.0)
+
+    def retrying(self, row, problem: str) -> None:  # noqa: ANN001
+        self._line(_one_line(f"retry   {row.path}: {problem}"))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from . import batch
+
+    if args.status:
+        if args.archive or args.output:
+            raise _UsageError("blurface batch: --status MASKED takes no archive and no -o")
+        return _batch_status(args.status)
+    if not args.archive or not args.output:
+        raise _UsageError("blurface batch: give the archive folder and the output folder: blurface batch ARCHIVE -o MASKED")
+    _check_masking(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise _UsageError(f"blurface batch: --jobs {args.jobs} is not a number of workers: use 1 or more")
+    if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
+        raise _UsageError(f"blurface batch: --report {args.report!r} must end in .csv or .json")
+    work = batch.prepare(
+        targets=args.target, keep=args.keep, all_faces=args.all, tolerance=args.tolerance,
+        mask_unsure=args.unsure == "mask", analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+        render_settings=_render_settings(args), strict_reference=args.strict_reference,
+    )
+    bar = _BatchBar(enabled=not args.quiet)
+    try:
+        summary = batch.run_batch(
+            args.archive, args.output, work, jobs=args.jobs, scheduler=args.scheduler,
+            retry_failed=args.retry_failed, overwrite=args.overwrite, report=args.report, events=bar,
+        )
+    finally:
+        bar.close()
+    print(
+        f"batch: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (not video), "
+        f"{summary.up_to_date} already up to date; report: {summary.report}",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE if summary.failed else EXIT_OK
+
+
+def _batch_status(folder: str) -> int:
+    from .manifest import FAILED, Manifest
+
+    manifest = Manifest(folder, create=False)
+    try:
+        counts = manifest.counts()
+        done_s, total_s = manifest.video_seconds()
+        failed = list(manifest.rows(status=FAILED))
+        archive = manifest.meta("archive")
+    finally:
+        manifest.close()
+    videos = sum(n for s, n in counts.items() if s != "skipped")
+    print(f"{folder}: batch of {archive}")
+    print(
+        f"{videos} videos: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
+        f"{counts.get('running', 0) + counts.get('pending', 0)} not done; {counts.get('skipped', 0)} other files skipped"
+    )
+    scale, unit = (3600, "hours") if total_s >= 1800 else (60, "minutes")
+    print(f"video: {done_s / scale:.2f} of {total_s / scale:.2f} {unit} done")
+    for row in failed:
+        print(_one_line(f"failed  {row.path}: {row.reason}"))
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "blur": (_blur_parser, _cmd_blur),
     "enroll": (_enroll_parser, _cmd_enroll),
@@ -581,6 +725,7 @@ COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argpa
     "render": (_render_parser, _cmd_render),
     "inspect": (_inspect_parser, _cmd_inspect),
     "preview": (_preview_parser, _cmd_preview),
+    "batch": (_batch_parser, _cmd_batch),
 }
 
 
