@@ -252,7 +252,6 @@ class Analyser:
         self.regions_searched = 0
         self.backward_frames = 0
         self.seconds_detecting = 0.0
-        self._last_looked = -(10**9)
         self._buffers: dict[int, _CropBuffer] = {}
         # (track, embedding job or result, the job for an in-process retry, largest face)
         self._decisions: deque[tuple[Track, Future | None, EmbedJob | None, float]] = deque()
@@ -367,13 +366,10 @@ class Analyser:
             self.embeddings_computed += len(rows)
             return self.engine.embed(frame.image, faces.xyxy[rows])
 
-        # Embeddings settle crossings, at 80 ms a face. A look or two after the last one a
-        # face has moved a fraction of its size and overlap alone links it (embedding every
-        # crowded frame of the hamilton audience cost 340 embeddings); after a longer gap
-        # the tracker may embed the faces it cannot tell apart.
-        gap = i - self._last_looked
-        self._last_looked = i
-        use_embed = gap > self.settings.follow_every and len(self.gallery) > 0 and self.decision.mode != "all"
+        # Embeddings settle crossings (80 ms a face): the tracker asks only for faces whose
+        # boxes overlap more than one track. Without them two faces crossing swapped tracks
+        # and the target's mask followed a bystander (synthetic 720p clip: 54 leaked frames).
+        use_embed = len(self.gallery) > 0 and self.decision.mode != "all"
         faces = tracker.update(i, faces, embed=embed if use_embed else None, looked=None if step.full else looked)
         born = np.flatnonzero(faces.track_id >= first_new)
         # New faces are found by whole-frame passes; one first seen in a region pass was

@@ -451,8 +451,13 @@ class FaceTracker:
         track_ids = np.full(n, -1, np.int64)
         matched_tracks: set[int] = set()
         if tracks and n:
-            cost, cand = self._geometry(frame_index, faces.xyxy, tracks)
-            amb_rows = np.flatnonzero((cand.sum(axis=0) >= 2) | (cand & (cand.sum(axis=1) >= 2)[:, None]).any(axis=0))
+            cost, cand, overlapping = self._geometry(frame_index, faces.xyxy, tracks)
+            # Ambiguous: boxes that overlap more than one track (or tracks overlapping more than
+            # one box): faces crossing. Neighbours that are merely near (a seated audience,
+            # candidates only through the centre-distance fallback) are linked by geometry;
+            # embedding them on every crowded frame cost 340 embeddings on the hamilton clip.
+            amb = overlapping
+            amb_rows = np.flatnonzero((amb.sum(axis=0) >= 2) | (amb & (amb.sum(axis=1) >= 2)[:, None]).any(axis=0))
             # Embedding only helps if a track competing for the row has an embedding.
             with_emb = np.array([t.emb_sum is not None for t in tracks])
             need = [r for r in amb_rows if (cand[:, r] & with_emb).any()]
@@ -544,8 +549,8 @@ class FaceTracker:
 
     def _geometry(
         self, frame_index: int, det: np.ndarray, tracks: list[_LiveTrack]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Geometric cost and candidate mask, both ``(tracks, detections)``."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Geometric cost, candidate mask and overlapping-candidate mask, all ``(tracks, detections)``."""
         pred = np.stack([t.predict(frame_index) for t in tracks])
         iou = boxes.iou_matrix(pred, det)
         pc = (pred[:, :2] + pred[:, 2:]) / 2
@@ -555,7 +560,7 @@ class FaceTracker:
         dist = np.linalg.norm(pc[:, None, :] - dc[None, :, :], axis=2) / scale
         ratio = np.maximum(ps[:, None], ds[None, :]) / np.minimum(ps[:, None], ds[None, :])
         cand = (iou >= self.iou_threshold) | ((dist <= self.center_gate) & (ratio <= self.max_scale_change))
-        return (1.0 - iou) + dist, cand
+        return (1.0 - iou) + dist, cand, cand & (iou >= self.iou_threshold)
 
 
 # --------------------------------------------------------------------------- track helpers
