@@ -29,6 +29,7 @@ from .types import Faces, InputError
 log = logging.getLogger(__name__)
 
 # HOG score threshold of verify's detector: lower than analysis (-0.2) finds more faces.
+# Chosen on the hamilton clip (Lin's turned face, frames 116-119; see _detect below).
 SENSITIVE_HOG_THRESHOLD = -0.5
 
 
