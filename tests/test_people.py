@@ -217,7 +217,7 @@ def test_a_stranger_in_the_unsure_band_is_masked_and_unsure_keep_keeps(
     [
         (0.0, "target", True),  # at the tolerance exactly: a match ("at or below")
         (-0.001, "unsure", True),  # just past it
-        (-DEFAULT_UNSURE_MARGIN, "unsure", True),  # at the band's far edge: still unsure
+        (-DEFAULT_UNSURE_MARGIN + 0.001, "unsure", True),  # near the band's far edge: still unsure
         (-DEFAULT_UNSURE_MARGIN - 0.001, "other", False),  # past the band: someone else
     ],
 )
