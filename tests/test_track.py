@@ -480,6 +480,20 @@ def test_extend_still_track_keeps_its_box() -> None:
     np.testing.assert_allclose(ext.xyxy[-5:], np.repeat(t.xyxy[-1:], 5, axis=0))
 
 
+def test_extension_follows_the_detections_not_earlier_extensions() -> None:
+    """A track already extended (still) at its start, then detected moving right 10 px a frame:
+    the extension past its end must follow the detections' motion, or a face leaving the frame
+    outruns its mask."""
+    still = np.tile([100.0, 100.0, 150.0, 150.0], (3, 1))
+    moving = np.array([[100.0 + 10 * k, 100.0, 150.0 + 10 * k, 150.0] for k in range(1, 7)])
+    source = [SOURCE_EXTENDED] * 3 + [SOURCE_DETECTED] * 6
+    track = Track(1, np.arange(9), np.concatenate([still, moving]).astype(np.float32), source)
+    out = extend_track(track, before=0, after=4, lo=0, hi=100)
+    last = moving[-1]
+    for t, box in enumerate(out.xyxy[9:], 1):
+        assert box[2] >= last[2] + 10 * t - 1e-3, (t, box)
+
+
 def test_extend_single_detection_track() -> None:
     t = Track(7, [10], [box(50, 50)], [SOURCE_DETECTED])
     ext = extend_track(t, before=3, after=3, lo=8, hi=100)
