@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import cv2
 import numpy as np
 import pytest
+from skimage import data
 
 from blurface.track import (
     FaceTracker,
@@ -479,6 +480,20 @@ def test_extend_still_track_keeps_its_box() -> None:
     np.testing.assert_allclose(ext.xyxy[-5:], np.repeat(t.xyxy[-1:], 5, axis=0))
 
 
+def test_extension_follows_the_detections_not_earlier_extensions() -> None:
+    """A track already extended (still) at its start, then detected moving right 10 px a frame:
+    the extension past its end must follow the detections' motion, or a face leaving the frame
+    outruns its mask."""
+    still = np.tile([100.0, 100.0, 150.0, 150.0], (3, 1))
+    moving = np.array([[100.0 + 10 * k, 100.0, 150.0 + 10 * k, 150.0] for k in range(1, 7)])
+    source = [SOURCE_EXTENDED] * 3 + [SOURCE_DETECTED] * 6
+    track = Track(1, np.arange(9), np.concatenate([still, moving]).astype(np.float32), source)
+    out = extend_track(track, before=0, after=4, lo=0, hi=100)
+    last = moving[-1]
+    for t, box in enumerate(out.xyxy[9:], 1):
+        assert box[2] >= last[2] + 10 * t - 1e-3, (t, box)
+
+
 def test_extend_single_detection_track() -> None:
     t = Track(7, [10], [box(50, 50)], [SOURCE_DETECTED])
     ext = extend_track(t, before=3, after=3, lo=8, hi=100)
@@ -571,6 +586,9 @@ def test_scene_cut_accepts_any_size_and_grey() -> None:
     det = SceneCutDetector()
     assert det.update(np.zeros((20, 30, 3), np.uint8)) is False
     assert det.update(np.full((20, 30), 128, np.uint8)) is False  # flat to flat
-    assert det.update(cv2.resize(noise_texture(2), (1280, 720))) in (True, False)
+    # Sizes and channel counts may change between calls; a shot is judged on its content.
+    a = cv2.resize(noise_texture(2), (1280, 720))
+    b = cv2.resize(cv2.cvtColor(data.coffee(), cv2.COLOR_RGB2BGR), (640, 360))
+    assert cuts_in([a] * 6 + [b] * 6 + [cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)] * 2, det) == [6]
     with pytest.raises(ValueError):
         det.update(np.zeros((10, 10, 3), np.float32))

@@ -1,0 +1,199 @@
+"""Clips with several real people, each cut from a *different* photo, with exact truth.
+
+Faces come from two kinds of source, never from the repository:
+
+- installed packages, so these tests run anywhere: the astronaut Eileen Collins
+  (``skimage.data.astronaut()``, NASA, public domain) and Grace Hopper
+  (``matplotlib``'s ``sample_data/grace_hopper.jpg``, US Navy, public domain);
+- the shared reference photos in ``../shared/media`` (CI has them), read at test time.
+  Nothing made from them is written outside pytest's temporary folders.
+
+A face's box in its source photo is fixed here (measured once with dlib's HOG at
+threshold 0): it is the truth the pixel judge reads, so it must not come from the
+detector under test. Each head is pasted with a soft elliptical edge onto a textured
+background, drifting and growing a little, with an AAC tone and a video start offset.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+# name -> (file in ../shared/media, face box xyxy in that photo's pixels)
+SHARED_FACES = {
+    "obama": ("obama.jpg", (366, 136, 625, 395)),
+    "biden": ("biden.jpg", (430, 209, 760, 540)),
+    "kit": ("kit_harington.jpg", (273, 174, 454, 354)),
+    "rose": ("rose_leslie.jpg", (604, 115, 880, 391)),
+}
+# The reference is always another photo than the one in the clip (distances measured
+# between the two photos: Obama 0.38, Biden 0.41, Rose 0.38).
+SHARED_REFERENCES = {"obama": "obama_2.jpg", "biden": "biden_2.jpg", "rose": "rose_leslie_2.jpg"}
+ASTRONAUT_BOX = (179, 83, 267, 171)
+HOPPER_BOX = (161, 137, 377, 353)
+
+
+def shared_dir() -> Path:
+    """``../shared/media``: skip when absent, fail on CI (as conftest's ``shared_media``)."""
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+    if not path.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"shared media folder {path} is missing: CI must provide it")
+        pytest.skip(f"shared media folder {path} is absent")
+    return path
+
+
+def astronaut_photo() -> np.ndarray:
+    """``(512, 512, 3) uint8`` BGR: Eileen Collins."""
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def hopper_photo() -> np.ndarray:
+    """``(600, 512, 3) uint8`` BGR: Grace Hopper, from matplotlib's sample data (a test dependency)."""
+    spec = importlib.util.find_spec("matplotlib")
+    assert spec is not None and spec.origin, "matplotlib (a test dependency) is not installed: pip install '.[test]'"
+    path = Path(spec.origin).parent / "mpl-data" / "sample_data" / "grace_hopper.jpg"
+    image = cv2.imread(str(path))
+    assert image is not None, f"cannot read {path}"
+    return image
+
+
+@dataclass
+class Head:
+    """A head cut from a photo: BGR ``crop`` with margin, soft ``alpha`` (0..1), face box inside the crop."""
+
+    name: str
+    crop: np.ndarray
+    alpha: np.ndarray
+    face: np.ndarray
+
+
+def cut_head(name: str, image: np.ndarray, box: Sequence[float]) -> Head:
+    x1, y1, x2, y2 = box
+    w, h = x2 - x1, y2 - y1
+    cx1, cy1 = int(max(0, x1 - 0.45 * w)), int(max(0, y1 - 0.6 * h))
+    cx2, cy2 = int(min(image.shape[1], x2 + 0.45 * w)), int(min(image.shape[0], y2 + 0.45 * h))
+    crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
+    ch, cw = crop.shape[:2]
+    alpha = np.zeros((ch, cw), np.float32)
+    cv2.ellipse(alpha, ((cw / 2, ch / 2), (cw * 0.96, ch * 0.98), 0), 1.0, -1)
+    alpha = cv2.GaussianBlur(alpha, (0, 0), max(1.0, cw / 40))
+    return Head(name, crop, alpha, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32))
+
+
+def package_heads() -> dict[str, Head]:
+    return {
+        "astronaut": cut_head("astronaut", astronaut_photo(), ASTRONAUT_BOX),
+        "hopper": cut_head("hopper", hopper_photo(), HOPPER_BOX),
+    }
+
+
+def shared_heads(media: Path, names: Sequence[str]) -> dict[str, Head]:
+    heads = {}
+    for name in names:
+        file, box = SHARED_FACES[name]
+        image = cv2.imread(str(media / file))
+        assert image is not None, f"cannot read {media / file}"
+        heads[name] = cut_head(name, image, box)
+    return heads
+
+
+@dataclass
+class PeopleClip:
+    path: Path
+    truth: list[list[dict]]  # per frame: [{"box": xyxy, "who": name}], the evaluate.load_truth format
+    names: list[str]
+
+    def boxes_of(self, who: str) -> list[list[float] | None]:
+        return [next((f["box"] for f in frame if f["who"] == who), None) for frame in self.truth]
+
+
+def _background(width: int, height: int) -> np.ndarray:
+    """A gradient with fixed blotchy texture, so masked and unmasked regions differ in detail."""
+    rng = np.random.default_rng(11)
+    x = np.linspace(50, 130, width, dtype=np.float32)[None, :, None]
+    y = np.linspace(0, 50, height, dtype=np.float32)[:, None, None]
+    texture = cv2.resize(rng.normal(0, 10, (height // 8, width // 8, 3)).astype(np.float32), (width, height))
+    return np.clip(x + y * np.float32([0.9, 0.6, 0.3]) + texture, 0, 255).astype(np.uint8)
+
+
+def make_people_clip(
+    path: Path,
+    heads: dict[str, Head],
+    *,
+    n_frames: int = 30,
+    width: int = 512,
+    height: int = 288,
+    face_px: float = 64.0,
+    fps: Fraction = Fraction(30000, 1001),
+    video_start: float = 0.3,
+) -> PeopleClip:
+    """Write the heads side by side, each in its own column, drifting and growing (H.264 + AAC).
+
+    Faces are ``face_px`` wide (growing by 15%) and stay apart by more than a padded
+    mask's reach, so masking one never touches another's truth box.
+    """
+    names = list(heads)
+    bg = _background(width, height)
+    tb = Fraction(1, 90000)
+    start = round(Fraction(video_start).limit_denominator(10**6) / tb)
+    column = width / len(names)
+    truth: list[list[dict]] = []
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.time_base = video.codec_context.time_base = tb
+        video.options = {"crf": "20", "preset": "veryfast"}
+        video.codec_context.gop_size = 12
+        astream = out.add_stream("aac", rate=48000, layout="mono")
+        for i in range(n_frames):
+            t = i / max(1, n_frames - 1)
+            image = bg.astype(np.float32)
+            faces = []
+            for k, name in enumerate(names):
+                head = heads[name]
+                scale = face_px * (1 + 0.15 * t) / float(head.face[2] - head.face[0])
+                crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+                alpha = cv2.resize(head.alpha, (crop.shape[1], crop.shape[0]))[:, :, None]
+                face = head.face * scale
+                # Face centre: its column's middle, drifting 12 px sideways and bobbing a little.
+                cx = column * (k + 0.5) + (12 * t - 6) * (1 if k % 2 else -1)
+                cy = height * 0.45 + 6 * math.sin(4 * t + k)
+                x1 = int(round(cx - (face[0] + face[2]) / 2))
+                y1 = int(round(cy - (face[1] + face[3]) / 2))
+                # Clip the pasted crop to the frame (the face itself always stays inside).
+                fx1, fy1 = max(0, x1), max(0, y1)
+                fx2, fy2 = min(width, x1 + crop.shape[1]), min(height, y1 + crop.shape[0])
+                a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+                c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
+                image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
+                box = face + np.array([x1, y1, x1, y1], np.float32)
+                assert box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height, (name, box)
+                faces.append({"box": [float(v) for v in box], "who": name})
+            truth.append(faces)
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")
+            frame.pts = start + round(i / fps / tb)
+            frame.time_base = tb
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        total = math.ceil((video_start + n_frames / fps) * 48000)
+        for s in range(0, total, 1024):
+            ts = np.arange(s, min(total, s + 1024)) / 48000
+            a = av.AudioFrame.from_ndarray(
+                (0.3 * np.sin(2 * np.pi * 523 * ts)).astype(np.float32)[None], format="fltp", layout="mono"
+            )
+            a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
+            out.mux(astream.encode(a))
+        out.mux(astream.encode())
+    return PeopleClip(path, truth, names)
