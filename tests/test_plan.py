@@ -46,6 +46,28 @@ def test_decide(mode, dists, mask_unsure, decision, masked) -> None:
     assert track.reason
 
 
+@pytest.mark.parametrize(
+    "mode, d, decision, masked",
+    [
+        # Exactly representable numbers, so the edges themselves are tested: "at or below".
+        ("target", 0.5, "target", True),
+        ("target", 0.75, "unsure", True),
+        ("target", 0.8125, "other", False),
+        ("keep", 0.5, "keep", False),
+        ("keep", 0.75, "unsure", True),
+    ],
+)
+def test_decide_at_the_exact_edges(mode, d, decision, masked) -> None:
+    track = make_track(1, 0, 10)
+    settings = DecisionSettings(mode=mode, people=("alice",), tolerance=0.5, unsure_margin=0.25)
+    decide(track, np.full((len(track.embeddings), 1), d, np.float32), ["alice"], settings)
+    assert (track.decision, track.masked) == (decision, masked), track.reason
+
+
+def test_track_distance_of_two_crops_is_the_better_one() -> None:
+    assert track_distance(np.array([0.3, 0.9])) == pytest.approx(0.3)
+
+
 def test_track_distance_uses_best_half_not_one_fluke() -> None:
     # One lucky crop among many bad ones does not make a match on its own ...
     assert track_distance(np.array([0.5, 0.8, 0.8, 0.8, 0.8, 0.8])) > 0.6

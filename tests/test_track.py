@@ -480,13 +480,14 @@ def test_extend_still_track_keeps_its_box() -> None:
     np.testing.assert_allclose(ext.xyxy[-5:], np.repeat(t.xyxy[-1:], 5, axis=0))
 
 
-def test_extension_follows_the_detections_not_earlier_extensions() -> None:
-    """A track already extended (still) at its start, then detected moving right 10 px a frame:
-    the extension past its end must follow the detections' motion, or a face leaving the frame
+@pytest.mark.parametrize("start_source", [SOURCE_EXTENDED, SOURCE_DETECTED])
+def test_extension_follows_the_motion_at_its_end(start_source: int) -> None:
+    """Still at first (extended, or detected), then detected moving right 10 px a frame: the
+    extension past the end must follow the motion *at the end*, or a face leaving the frame
     outruns its mask."""
     still = np.tile([100.0, 100.0, 150.0, 150.0], (3, 1))
     moving = np.array([[100.0 + 10 * k, 100.0, 150.0 + 10 * k, 150.0] for k in range(1, 7)])
-    source = [SOURCE_EXTENDED] * 3 + [SOURCE_DETECTED] * 6
+    source = [start_source] * 3 + [SOURCE_DETECTED] * 6
     track = Track(1, np.arange(9), np.concatenate([still, moving]).astype(np.float32), source)
     out = extend_track(track, before=0, after=4, lo=0, hi=100)
     last = moving[-1]
