@@ -25,6 +25,12 @@ and the output at each truth box, never from blurface's log or plan.
 ``--judge-check`` adds two rows per case that test the judge itself: a plain re-encode
 (nothing masked: every face should stay intact) and every truth box blurred (none should).
 Needs ``../shared/media``.
+
+deface is the upstream tool (CenterFace on every frame). It is only a comparison, never a
+dependency of blurface: it needs the GUI build of OpenCV, so give it a venv of its own:
+
+    python3 -m venv /tmp/deface-venv && /tmp/deface-venv/bin/pip install deface onnxruntime
+    apt-get install -y libgl1      # only if 'import cv2' fails there for want of libGL.so.1
 """
 
 from __future__ import annotations
@@ -163,12 +169,43 @@ def run_blurface(clip: Path, out: Path, args: list[str]) -> tuple[float, str]:
     return seconds, ""
 
 
+def _zero_start(clip: Path, workdir: Path) -> Path:
+    """``clip`` itself, or a lossless copy whose first frame is at time 0.
+
+    imageio (deface's reader) pads a late start with copies of the first frame: the
+    shared clip starts at 0.85 s and came back with 25 frames too many. The copy is
+    x264 at qp 0 from the decoded yuv420p frames, so deface sees the same pixels.
+    """
+    import av
+
+    from blurface import media
+
+    if media.probe(clip).start_time == 0:
+        return clip
+    dst = workdir / f"{clip.stem}.zero-start.mp4"
+    if dst.is_file():
+        return dst
+    with av.open(str(clip)) as src, av.open(str(dst), "w") as out:
+        stream = src.streams.video[0]
+        video = out.add_stream("libx264", rate=stream.average_rate)
+        video.width, video.height, video.pix_fmt = stream.width, stream.height, "yuv420p"
+        video.options = {"qp": "0", "preset": "veryfast"}
+        for key in ("color_range", "colorspace", "color_primaries", "color_trc"):  # BT.709 tags: same RGB back
+            setattr(video.codec_context, key, getattr(stream.codec_context, key))
+        for i, frame in enumerate(src.decode(stream)):
+            frame.pts, frame.time_base = i, 1 / stream.average_rate
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+    return dst
+
+
 def run_deface(deface: str, clip: Path, out: Path) -> tuple[float, str]:
     """deface at its defaults (CenterFace on every frame, threshold 0.2, mask scale 1.3, blur).
 
     Encoded like blurface's output (x264 CRF 18, veryfast) so the judge compares like with
     like; macro_block_size 1 stops imageio from resizing 640x360 to 640x368.
     """
+    clip = _zero_start(clip, out.parent)
     config = {"codec": "libx264", "quality": None, "macro_block_size": 1,
               "output_params": ["-crf", "18", "-preset", "veryfast"]}
     started = time.perf_counter()
@@ -297,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bad --modes {','.join(sorted(args.modes))!r}: use target, all or target,all", file=sys.stderr)
         return 2
     if args.deface and not os.access(args.deface, os.X_OK):
-        print(f"--deface {args.deface!r} is not an executable: install deface in its own venv (see README)", file=sys.stderr)
+        print(f"--deface {args.deface!r} is not an executable: install deface in its own venv (see this script's --help)", file=sys.stderr)
         return 2
     if not (SHARED / "hamilton_clip.mp4").is_file():
         print(f"needs {SHARED} (the shared media: hamilton clip, truth and reference photos)", file=sys.stderr)
