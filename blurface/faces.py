@@ -157,12 +157,3 @@ def sharpness(image: np.ndarray, box: np.ndarray) -> float:
     region = image[y1:y2, x1:x2]
     gray = region if region.ndim == 2 else cv2.cvtColor(region, cv2.COLOR_BGR2GRAY)
     return float(cv2.Laplacian(gray, cv2.CV_32F).var())
-
-
-def distances(embeddings: np.ndarray, references: np.ndarray) -> np.ndarray:
-    """Euclidean distances, ``(N, 128)`` x ``(M, 128)`` -> ``(N, M)`` float32."""
-    a = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
-    b = np.asarray(references, np.float32).reshape(-1, EMBEDDING_DIM)
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    return np.linalg.norm(a[:, None, :] - b[None, :, :], axis=2)

@@ -47,21 +47,8 @@ def iter_frame_boxes(plan: Plan, first: int = 0, last: int | None = None) -> Ite
 
     Sweeps tracks sorted by first frame, holding only the live ones (memory does not grow with length).
     """
-    last = plan.frame_count - 1 if last is None else last
-    tracks = sorted((t for t in plan.tracks if t.last >= first and t.first <= last), key=lambda t: t.first)
-    live: list[Track] = []
-    nxt = 0
-    for i in range(first, last + 1):
-        while nxt < len(tracks) and tracks[nxt].first <= i:
-            live.append(tracks[nxt])
-            nxt += 1
-        live = [t for t in live if t.last >= i]
-        boxes = []
-        for t in live:
-            row = int(np.searchsorted(t.frames, i))
-            if row < len(t.frames) and t.frames[row] == i:
-                boxes.append(FrameBox(t, t.xyxy[row], int(t.source[row])))
-        yield i, boxes
+    for i, rows in plan.iter_rows(first, last):
+        yield i, [FrameBox(t, t.xyxy[row], int(t.source[row])) for t, row in rows]
 
 
 def label(track: Track) -> str:

@@ -549,6 +549,21 @@ def default_engine(settings: AnalysisSettings = AnalysisSettings()) -> FaceEngin
     return FaceEngine(detector=make_detector(threshold=settings.detect_threshold, threads=settings.threads))
 
 
+def check_same_video(info: VideoInfo, plan: Plan) -> None:
+    """Refuse a video that is not the one ``plan`` was made for (size, or frame count off by over 2%).
+
+    Raises:
+        InputError: naming both and the fix.
+    """
+    if (info.width, info.height) != (plan.video.width, plan.video.height) or abs(
+        info.frame_count - plan.frame_count
+    ) > max(2, plan.frame_count // 50):
+        raise InputError(
+            f"{info.path!r} ({info.width}x{info.height}, {info.frame_count} frames) is not the video the plan "
+            f"was made for ({plan.video.width}x{plan.video.height}, {plan.frame_count} frames): analyse it again"
+        )
+
+
 def render(
     plan: Plan,
     dst: str | os.PathLike,
@@ -565,13 +580,7 @@ def render(
         OutputError: ``dst`` exists (without ``overwrite``), is the input, or is not writable.
     """
     info = media.probe(src if src is not None else plan.video.path)
-    if (info.width, info.height) != (plan.video.width, plan.video.height) or abs(
-        info.frame_count - plan.frame_count
-    ) > max(2, plan.frame_count // 50):
-        raise InputError(
-            f"{info.path!r} ({info.width}x{info.height}, {info.frame_count} frames) is not the video the plan "
-            f"was made for ({plan.video.width}x{plan.video.height}, {plan.frame_count} frames): analyse it again"
-        )
+    check_same_video(info, plan)
     masker = settings.masker()
     masks = plan.iter_masks()
     position = -1

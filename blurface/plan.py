@@ -243,27 +243,37 @@ class Plan:
                 return
         raise KeyError(f"plan has no track {track_id}")
 
-    def iter_masks(self) -> Iterator[np.ndarray]:
-        """Yield, for every frame in order, the ``(n, 4)`` float32 boxes to mask.
+    def iter_rows(
+        self, first: int = 0, last: int | None = None, *, masked_only: bool = False
+    ) -> Iterator[tuple[int, list[tuple[Track, int]]]]:
+        """Yield ``(frame, [(track, row in track), ...])`` for every frame from ``first`` to ``last``.
 
-        Sweeps tracks sorted by first frame, holding only the live ones.
+        Sweeps tracks sorted by first frame, holding only the live ones, so memory does
+        not grow with the video's length.
         """
-        tracks = sorted(self.masked_tracks, key=lambda t: t.first)
+        last = self.frame_count - 1 if last is None else last
+        pool = self.masked_tracks if masked_only else self.tracks
+        tracks = sorted((t for t in pool if t.last >= first and t.first <= last), key=lambda t: t.first)
         live: list[Track] = []
         nxt = 0
-        empty = np.zeros((0, 4), np.float32)
-        for i in range(self.frame_count):
+        for i in range(first, last + 1):
             while nxt < len(tracks) and tracks[nxt].first <= i:
                 live.append(tracks[nxt])
                 nxt += 1
             live = [t for t in live if t.last >= i]
-            boxes = []
+            rows = []
             for t in live:
                 # Tracks we build have no holes, but an edited plan may: look the row up.
                 row = int(np.searchsorted(t.frames, i))
                 if row < len(t.frames) and t.frames[row] == i:
-                    boxes.append(t.xyxy[row])
-            yield np.stack(boxes) if boxes else empty
+                    rows.append((t, row))
+            yield i, rows
+
+    def iter_masks(self) -> Iterator[np.ndarray]:
+        """Yield, for every frame in order, the ``(n, 4)`` float32 boxes to mask."""
+        empty = np.zeros((0, 4), np.float32)
+        for _, rows in self.iter_rows(masked_only=True):
+            yield np.stack([t.xyxy[row] for t, row in rows]) if rows else empty
 
     def masked_frame_count(self) -> int:
         covered = np.zeros(self.frame_count, bool)

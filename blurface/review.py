@@ -23,7 +23,7 @@ import numpy as np
 from . import media, overlay
 from .files import write_atomically
 from .mask import Masker, Solid
-from .pipeline import RenderSettings, make_plan
+from .pipeline import RenderSettings, check_same_video, make_plan
 from .plan import Plan
 from .types import InputError, OutputError, Result, Track
 
@@ -168,7 +168,7 @@ def render_range(
         OutputError: ``dst`` cannot be written.
     """
     info = media.probe(src if src is not None else plan.video.path)
-    _check_same_video(info, plan)
+    check_same_video(info, plan)
     first, last = frame_range(plan, start, end)
     masker = settings.masker()
     w, h = info.width, info.height
@@ -218,16 +218,6 @@ def render_range(
         tracks=len(visible), masked_tracks=sum(t.masked for t in visible), seconds_analyse=0.0,
         seconds_render=_time.perf_counter() - started, warnings=list(plan.warnings),
     )
-
-
-def _check_same_video(info: media.VideoInfo, plan: Plan) -> None:
-    if (info.width, info.height) != (plan.video.width, plan.video.height) or abs(
-        info.frame_count - plan.frame_count
-    ) > max(2, plan.frame_count // 50):
-        raise InputError(
-            f"{info.path!r} ({info.width}x{info.height}, {info.frame_count} frames) is not the video the plan "
-            f"was made for ({plan.video.width}x{plan.video.height}, {plan.frame_count} frames): analyse it again"
-        )
 
 
 # --------------------------------------------------------------------------- matte
@@ -306,7 +296,7 @@ def write_contact_sheet(
     Returns the number of rows (tracks).
     """
     info = media.probe(src if src is not None else plan.video.path)
-    _check_same_video(info, plan)
+    check_same_video(info, plan)
     first, last = frame_range(plan, start, end)
     tracks = [t for t in plan.tracks if t.last >= first and t.first <= last]
     wanted: dict[int, list[tuple[Track, np.ndarray]]] = {}
