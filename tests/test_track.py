@@ -495,6 +495,21 @@ def test_extension_follows_the_motion_at_its_end(start_source: int) -> None:
         assert box[2] >= last[2] + 10 * t - 1e-3, (t, box)
 
 
+def test_extension_of_a_growing_face_moves_it_but_keeps_its_size() -> None:
+    """A face nearing the camera grows 10 px a frame on each side: extrapolating its edges over
+    a second made a 620 px mask on the shared clip. The extension moves the end box with the
+    centre's velocity and keeps its size."""
+    frames = np.arange(6)
+    xyxy = np.array([[200 - 10 * k + 3 * k, 200 - 10 * k, 260 + 10 * k + 3 * k, 260 + 10 * k] for k in frames], np.float32)
+    track = Track(1, frames, xyxy, np.full(6, SOURCE_DETECTED, np.uint8))
+    out = extend_track(track, before=0, after=30, lo=0, hi=100)
+    last = xyxy[-1]
+    side = last[2] - last[0]
+    for t, b in enumerate(out.xyxy[6:], 1):
+        assert b[2] - b[0] == pytest.approx(side + 3 * t, abs=1e-2)  # end box plus its centre's path
+        assert b[3] - b[1] == pytest.approx(last[3] - last[1], abs=1e-2)  # no vertical drift, no growth
+
+
 def test_extend_single_detection_track() -> None:
     t = Track(7, [10], [box(50, 50)], [SOURCE_DETECTED])
     ext = extend_track(t, before=3, after=3, lo=8, hi=100)
@@ -593,3 +608,23 @@ def test_scene_cut_accepts_any_size_and_grey() -> None:
     assert cuts_in([a] * 6 + [b] * 6 + [cv2.cvtColor(b, cv2.COLOR_BGR2GRAY)] * 2, det) == [6]
     with pytest.raises(ValueError):
         det.update(np.zeros((10, 10, 3), np.float32))
+
+
+def test_close_contest_is_settled_by_embeddings_not_geometry() -> None:
+    """A bystander's face, lost for a few frames while its prediction drifted, is found beside
+    the target whose own face the detector missed: geometry alone gives it to the target's
+    track (the measured 3-frame leak on the synthetic 720p clip), embeddings give it back."""
+    vecs = identity_vectors(2)
+    embedder = FakeEmbedder(vecs, noise=0.0)
+    tracker = FaceTracker()
+    target = lambda f: [940 + 3 * f, 250, 1120 + 3 * f, 430]  # noqa: E731 - moving right
+    bystander = {0: [900, 200, 1100, 400], 2: [880, 170, 1080, 370], 4: [860, 140, 1060, 340]}  # moving up, then lost
+    for f in range(0, 11, 2):
+        boxes, who = [target(f)], [0]
+        if f in bystander:
+            boxes.append(bystander[f]), who.append(1)
+        out = tracker.update(f, make_faces(boxes), embed=embedder.for_frame(who))
+    target_id, bystander_id = int(out.track_id[0]), 1 - int(out.track_id[0])
+    # Frame 12: the target is missed; the bystander turns up where it stopped, close to the target.
+    out = tracker.update(12, make_faces([[870, 165, 1040, 345]]), embed=embedder.for_frame([1]))
+    assert int(out.track_id[0]) == bystander_id != target_id
