@@ -24,6 +24,7 @@ import numpy as np
 
 from . import media, overlay
 from .embedding import Embeds
+from .boxes import iou_matrix
 from .files import write_atomically
 from .gallery import Gallery, Person
 from .plan import DEFAULT_TOLERANCE, Plan
@@ -97,10 +98,15 @@ def _face_px(track: Track) -> float:
 
 
 def _together(a: Track, b: Track) -> bool:
-    """On screen on a common frame: two people."""
+    """On screen on a common frame at two places: two people.
+
+    Boxes that overlap there are one face found twice (a track followed backwards into
+    frames another track of it covered), as in :func:`blurface.plan.exclude_simultaneous`.
+    """
     if a.last < b.first or b.last < a.first:
         return False
-    return len(np.intersect1d(a.frames, b.frames, assume_unique=True)) > 0
+    common, ia, ib = np.intersect1d(a.frames, b.frames, assume_unique=True, return_indices=True)
+    return any(iou_matrix(a.xyxy[i][None], b.xyxy[j][None])[0, 0] < 0.1 for i, j in zip(ia, ib))
 
 
 def group_tracks(tracks: list[Track], *, threshold: float = DEFAULT_TOLERANCE) -> list[list[int]]:
