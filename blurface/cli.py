@@ -859,7 +859,8 @@ def _cmd_people(args: argparse.Namespace) -> int:
     for k, group in enumerate(result.groups):
         frames = sum(len(plan.track(i)) for i in group)
         print(f"person {k + 1}: tracks {', '.join(map(str, group))} ({frames} frames)")
-    print(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}", file=sys.stderr)
+    if not args.quiet:
+        print(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}", file=sys.stderr)
     return EXIT_OK
 
 

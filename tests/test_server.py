@@ -203,6 +203,33 @@ def test_review_command_prints_a_url_and_ctrl_c_leaves_nothing(review, tmp_path:
         urllib.request.urlopen(url, timeout=5)
 
 
+def test_people_command_writes_a_sheet_and_one_gallery_per_person(tmp_path: Path, capsys) -> None:
+    from blurface.cli import main
+    from blurface.faces import FaceEngine
+    from blurface.gallery import Gallery, person_from_photos
+    from people import astronaut_photo, hopper_photo
+    import cv2
+
+    clip = make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=24, width=384, height=216, face_px=56)
+    assert main(["people", str(clip.path), "-o", str(tmp_path / "people"), "-q"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["person 1", "person 2"]
+    assert cv2.imread(str(tmp_path / "people" / "people.png")) is not None
+    engine = FaceEngine()
+    refs = {}
+    for name, photo in (("astronaut", astronaut_photo()), ("hopper", hopper_photo())):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), photo)
+        refs[name] = person_from_photos(tmp_path / f"{name}.png", engine).embeddings
+    found = set()
+    for k in (1, 2):
+        person = Gallery.load(tmp_path / "people" / f"person_{k}.npz").people[0]
+        d = {n: float(np.linalg.norm(person.embeddings - e, axis=1).mean()) for n, e in refs.items()}
+        who = min(d, key=d.get)
+        assert d[who] < 0.6 < max(d.values()), d
+        found.add(who)
+    assert found == {"astronaut", "hopper"}, "each person has a gallery of their own"
+
+
 # --------------------------------------------------------------------------- the shared clip
 
 
