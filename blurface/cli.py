@@ -31,7 +31,7 @@ EXIT_INTERRUPTED = 130
 
 log = logging.getLogger("blurface")
 
-SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview", "batch")
+SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview", "batch", "review", "people")
 
 # x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
@@ -45,6 +45,8 @@ _NOT_WRITTEN = {
     "verify": "no report was written",
     "inspect": "the check did not finish",
     "batch": "finished outputs are kept: run the same command again to resume",
+    "review": "the review stopped",
+    "people": "no people files were written",
 }
 
 
@@ -718,6 +720,150 @@ def _batch_status(folder: str) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
+# --------------------------------------------------------------------------- review and people
+
+
+def _add_decisions(p: argparse.ArgumentParser) -> None:
+    who = p.add_argument_group("decisions (exactly one)")
+    who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ")
+    who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ")
+    who.add_argument("--all", action="store_true")
+    who.add_argument("--plan", metavar="JSON", help="a saved plan: review it without detecting again")
+    _add_matching(p)
+    p.add_argument("--unsure", choices=("mask", "keep"), default="mask")
+    p.add_argument("--fast", action="store_true")
+    p.add_argument("--thorough", action="store_true")
+
+
+def _review_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface review",
+        description="Review a video's face tracks in your browser: flip decisions, group people, add missed faces, "
+        "save the plan and render. Serves a page on 127.0.0.1 only, behind a random token; Ctrl-C stops it.",
+    )
+    p.add_argument("video", help="input video")
+    _add_decisions(p)
+    p.add_argument("--save", metavar="JSON", help="where Save writes the reviewed plan (default: --plan's file, "
+                   "else VIDEO.plan.json beside the video)")
+    p.add_argument("-o", "--output", help="where Render writes the video (default: VIDEO.blurred.EXT)")
+    p.add_argument("--people-dir", metavar="DIR", help="where people saved from the page go (default: VIDEO.people/)")
+    p.add_argument("--overwrite", action="store_true", help="Render may replace an existing output")
+    p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
+    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
+    p.add_argument("--pad", type=float, default=None)
+    _add_keep_metadata(p)
+    _add_common(p)
+    p.set_defaults(crf=None, preset=None)
+    return p
+
+
+def _people_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="blurface people",
+        description="Group a video's faces into people: write a contact sheet (people.png, UNMASKED crops) and "
+        "person_N.npz galleries usable with --target.",
+    )
+    p.add_argument("video", help="input video")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for people.png and person_N.npz")
+    p.add_argument("--plan", metavar="JSON", help="a saved plan of the video (default: find every face)")
+    p.add_argument("--tolerance", type=float, default=None, metavar="D",
+                   help="tracks closer than this (mean embedding distance) are one person (default 0.6)")
+    p.add_argument("--overwrite", action="store_true")
+    _add_common(p)
+    return p
+
+
+def _decided_plan(args: argparse.Namespace, bars: _Bars):  # noqa: ANN202 - Plan, imported lazily
+    from .pipeline import make_plan
+    from .plan import Plan
+
+    if args.plan:
+        return Plan.load(args.plan)
+    return make_plan(
+        args.video, targets=args.target or None, keep=args.keep or None, all_faces=args.all,
+        tolerance=0.6 if args.tolerance is None else args.tolerance, mask_unsure=args.unsure == "mask",
+        analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+        strict_reference=args.strict_reference, progress=bars,
+    )
+
+
+def _cmd_review(args: argparse.Namespace) -> int:
+    from . import media, server
+    from .faces import Embedder
+    from .pipeline import check_same_video
+
+    if sum([bool(args.target), bool(args.keep), bool(args.all), bool(args.plan)]) != 1:
+        raise _UsageError("blurface review: give exactly one of --target, --keep, --all or --plan (see --help)")
+    if not 0 <= args.port <= 65535:
+        raise _UsageError(f"blurface review: --port {args.port} is not a port: use 1 to 65535, or 0 for a free one")
+    settings = _render_settings(args)
+    info = media.probe(args.video)
+    video = Path(args.video)
+    out = Path(args.output) if args.output else media.default_output_path(video)
+    media.check_output(video, out, overwrite=args.overwrite)
+    save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
+    _check_side_file(str(save), "--save", [video, out])
+    people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
+    bars = _Bars(info.frame_count, enabled=not args.quiet)
+    session = None
+    try:
+        plan = _decided_plan(args, bars)
+        check_same_video(info, plan)
+        session = server.ReviewSession(plan, video, save_path=save, output=out, people_dir=people_dir,
+                                       embedder=Embedder(), render_settings=settings, overwrite=args.overwrite)
+        session.prepare(progress=bars)
+        bars.close()
+        httpd = server.ReviewServer(session, args.port)
+    except BaseException:
+        bars.close()
+        if session is not None:
+            session.close()
+        raise
+    try:
+        print(f"review {video.name}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
+        print(f"open {httpd.url}  (Ctrl-C stops the review)", flush=True)
+        if args.open:
+            import webbrowser
+
+            webbrowser.open(httpd.url)
+        httpd.serve_forever()
+    except (KeyboardInterrupt, Interrupted) as e:
+        stopped = "Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
+        print(f"blurface: review stopped ({stopped}); the plan is saved only where Save was pressed", file=sys.stderr)
+    finally:
+        httpd.server_close()
+        session.close()
+    return EXIT_OK
+
+
+def _cmd_people(args: argparse.Namespace) -> int:
+    from . import media
+    from .faces import Embedder
+    from .pipeline import check_same_video, make_plan
+    from .plan import Plan
+    from .people import write_people
+
+    if args.tolerance is not None and not 0 < args.tolerance < 2:
+        raise _UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+    info = media.probe(args.video)
+    bars = _Bars(info.frame_count, enabled=not args.quiet)
+    try:
+        plan = Plan.load(args.plan) if args.plan else make_plan(args.video, all_faces=True, progress=bars)
+        check_same_video(info, plan)
+        result = write_people(plan, Embedder(), args.output, src=args.video, overwrite=args.overwrite,
+                              threshold=0.6 if args.tolerance is None else args.tolerance)
+    finally:
+        bars.close()
+    for k, group in enumerate(result.groups):
+        frames = sum(len(plan.track(i)) for i in group)
+        print(f"person {k + 1}: tracks {', '.join(map(str, group))} ({frames} frames)")
+    if not args.quiet:
+        print(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
     "blur": (_blur_parser, _cmd_blur),
     "enroll": (_enroll_parser, _cmd_enroll),
@@ -726,6 +872,8 @@ COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argpa
     "inspect": (_inspect_parser, _cmd_inspect),
     "preview": (_preview_parser, _cmd_preview),
     "batch": (_batch_parser, _cmd_batch),
+    "review": (_review_parser, _cmd_review),
+    "people": (_people_parser, _cmd_people),
 }
 
 

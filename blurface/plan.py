@@ -8,6 +8,7 @@ decided here from all of each track's evidence.
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import math
 import os
@@ -226,6 +227,10 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     # Set once rendered: identifying metadata keys the output left out (never values).
     metadata_dropped: list[str] = field(default_factory=list)
+    # The reviewer's changes, oldest first: {"time", "action", "track", "reason", ...} each
+    # (see :meth:`log_review`). Written to JSON only when not empty, so older plans and
+    # plans nobody reviewed keep their exact bytes.
+    review: list[dict] = field(default_factory=list)
 
     @property
     def frame_count(self) -> int:
@@ -242,6 +247,52 @@ class Plan:
                 track.masked, track.reason = masked, reason
                 return
         raise KeyError(f"plan has no track {track_id}")
+
+    def track(self, track_id: int) -> Track:
+        """The track with id ``track_id``; raises ``KeyError`` if absent."""
+        for track in self.tracks:
+            if track.id == track_id:
+                return track
+        raise KeyError(f"plan has no track {track_id}")
+
+    def log_review(self, action: str, track: int | None, reason: str = "", **details: object) -> dict:
+        """Append one entry to the review log: UTC time, action, track, reason and any details."""
+        entry = {"time": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "action": action,
+                 "track": track, "reason": reason, **details}
+        self.review.append(entry)
+        return entry
+
+    def split(self, track_id: int, first: int, last: int) -> Track:
+        """Cut track ``track_id`` so that frames ``first..last`` are one track; return that piece.
+
+        The frames before and after stay with the original id (before) and a new id
+        (after); the middle piece gets a new id unless it starts at the track's start.
+        Each piece keeps the identity, distance, decision, reason and embeddings, so
+        a reviewer can mask part of a track's time and every renderer and report
+        reads it as ordinary tracks.
+
+        Raises:
+            KeyError: no such track. ValueError: the range holds none of its frames.
+        """
+        track = self.track(track_id)
+        inside = (track.frames >= first) & (track.frames <= last)
+        if not inside.any():
+            raise ValueError(f"frames {first}-{last} hold no frame of track {track_id} ({track.first}-{track.last})")
+        if inside.all():
+            return track
+        pieces = [m for m in (track.frames < first, inside, track.frames > last) if m.any()]
+        made = []
+        next_id = max(t.id for t in self.tracks) + 1
+        for k, rows in enumerate(pieces):
+            tid = track.id if k == 0 else next_id + k - 1
+            made.append(Track(
+                id=tid, frames=track.frames[rows], xyxy=track.xyxy[rows], source=track.source[rows],
+                embeddings=track.embeddings, embedding_frames=track.embedding_frames, identity=track.identity,
+                distance=track.distance, decision=track.decision, masked=track.masked, reason=track.reason,
+            ))
+        at = self.tracks.index(track)
+        self.tracks[at:at + 1] = made
+        return next(t for t in made if t.first >= first)
 
     def iter_rows(
         self, first: int = 0, last: int | None = None, *, masked_only: bool = False
@@ -308,6 +359,7 @@ class Plan:
             "frame_count": self.frame_count,
             "warnings": self.warnings,
             "metadata_dropped": self.metadata_dropped,
+            **({"review": self.review} if self.review else {}),
             "tracks": [
                 {
                     "id": t.id,
@@ -426,4 +478,11 @@ class Plan:
             times=times,
             warnings=[str(w) for w in data.get("warnings", [])],
             metadata_dropped=[str(k) for k in data.get("metadata_dropped", [])],
+            review=_review_log(data.get("review", [])),
         )
+
+
+def _review_log(entries: object) -> list[dict]:
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and "action" in e for e in entries):
+        raise ValueError("'review' must be a list of entries, each with an 'action'")
+    return [dict(e) for e in entries]

@@ -166,6 +166,8 @@ class AuditReport:
             "reproducibility": REPRODUCIBILITY,
             "tracks": tracks,
             "reviewer_overrides": overrides,
+            # Who changed what on the review page, and why (blurface review's Save).
+            "review_log": list(plan.review),
             "warnings": list(plan.warnings),
         }
         text = json.dumps(data, indent=1)
