@@ -99,7 +99,8 @@ def _blur_parser() -> argparse.ArgumentParser:
         prog="blurface",
         description="Mask a person's face wherever they appear in a video; keep audio, streams and timing.",
         epilog="Subcommands: 'blurface enroll --help', 'blurface verify --help', 'blurface render --help', "
-        "'blurface preview --help', 'blurface inspect --help', 'blurface batch --help'. "
+        "'blurface preview --help', 'blurface inspect --help', 'blurface batch --help', "
+        "'blurface review --help', 'blurface people --help'. "
         "Exit codes: 0 ok, 1 processing failure, 2 usage or input error, 130 interrupted.",
     )
     p.add_argument("video", help="input video (mp4, mov, mkv, ...)")
