@@ -266,8 +266,10 @@ def choose(
         if encoder == "dnxhd" and (source.profile or "").lower() not in _DNX_PROFILES:
             # DNxHD (not HR) allows only a fixed table of sizes, rates and bit rates.
             encoder, why = "", "DNxHD (not DNxHR) can only be encoded at its fixed sizes and bit rates"
+        elif not encoder:
+            why = f"blurface writes no {source.codec} (it keeps H.264, HEVC, ProRes, DNxHR, AV1, VP9, MPEG-2, FFV1)"
         else:
-            why = f"the bundled FFmpeg has no {source.codec} encoder"
+            why = f"the bundled FFmpeg has no {encoder} encoder"
         if encoder and encoder_formats(encoder) is None:
             encoder = ""
         elif encoder in refused:

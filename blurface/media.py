@@ -1840,7 +1840,9 @@ def _encode(
         # Source time base in and out: pts are copied verbatim, no rounding.
         out_video.time_base = in_tb
         ctx = out_video.codec_context
-        ctx.time_base = in_tb
+        # MPEG-2 only knows its standard frame rates as a time base; PyAV rescales each
+        # frame's pts to it, and the stream keeps the source's.
+        ctx.time_base = 1 / Fraction(info.fps) if target.encoder == "mpeg2video" else in_tb
         # Slice threads (PyAV's default) cost x264 compression; frame threads are its own default.
         ctx.thread_type = "FRAME"
         ctx.thread_count = settings.threads
