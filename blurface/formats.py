@@ -91,8 +91,10 @@ _DNX_PROFILES = {
     "dnxhr hqx": "dnxhr_hqx",
     "dnxhr 444": "dnxhr_444",
 }
-# x264 keeps Baseline/Main when asked; High and its 10-bit/4:2:2/4:4:4 variants follow from the pix_fmt.
-_X264_PROFILES = {"baseline": "baseline", "constrained baseline": "baseline", "main": "main"}
+# x264 keeps Main when asked; High and its 10-bit/4:2:2/4:4:4 variants follow from the pix_fmt.
+# (Constrained) Baseline becomes High: Baseline cannot be lossless (--lossless, --crf 0) and
+# costs quality at equal CRF, and every decoder in use today plays High.
+_X264_PROFILES = {"main": "main"}
 
 
 @dataclass(frozen=True)
@@ -383,7 +385,7 @@ def _quality(encoder: str, source: SourceFormat, request: Request, pix_fmt: str)
             options.update({"qp": "0", "preset": preset})
         else:
             options.update({"crf": str(crf), "preset": preset})
-        if source.codec == "h264" and pix_fmt in ("yuv420p", "yuvj420p"):
+        if source.codec == "h264" and pix_fmt in ("yuv420p", "yuvj420p") and not request.lossless and crf != 0:
             profile = _X264_PROFILES.get((source.profile or "").lower())
         options["udu_sei"] = "0"  # never copy a camera's user-data SEI into the new file
     elif encoder == "libx265":
