@@ -89,3 +89,25 @@ def window(box: np.ndarray, context: float, width: int, height: int) -> tuple[in
     wy1 = min(max(0, int(math.floor(cy - half))), height - 1)
     wx2, wy2 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
     return wx1, wy1, max(wx1 + 1, wx2), max(wy1 + 1, wy2)
+
+
+def halfway_boxes(current: np.ndarray, following: np.ndarray) -> np.ndarray:
+    """For each ``(N, 4)`` xyxy box of ``current``, the box halfway to the nearest box (by
+    centre) of ``following``: where a face is at the second field of an interlaced frame.
+
+    A box with no box in ``following`` within twice its own size is returned unchanged (the
+    face left, or a cut): halfway to an unrelated face would mask the wrong place.
+    """
+    current = np.asarray(current, np.float32).reshape(-1, 4)
+    following = np.asarray(following, np.float32).reshape(-1, 4)
+    if len(current) == 0 or len(following) == 0:
+        return current.copy()
+    centres_a = (current[:, :2] + current[:, 2:]) / 2
+    centres_b = (following[:, :2] + following[:, 2:]) / 2
+    distance = np.linalg.norm(centres_a[:, None, :] - centres_b[None, :, :], axis=2)
+    nearest = distance.argmin(axis=1)
+    size = np.maximum(current[:, 2] - current[:, 0], current[:, 3] - current[:, 1])
+    near = distance[np.arange(len(current)), nearest] <= 2 * size
+    out = current.copy()
+    out[near] = (current[near] + following[nearest[near]]) / 2
+    return out

@@ -140,7 +140,20 @@ def _add_masking(p: argparse.ArgumentParser) -> None:
                       "whole-frame passes every 3rd frame (slower)")
     speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
     speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
+    _add_output_format(p)
     _add_keep_metadata(p)
+
+
+def _add_output_format(p: argparse.ArgumentParser) -> None:
+    out = p.add_argument_group("output format (default: the input's codec, depth, chroma, colour, HDR and fields)")
+    out.add_argument("--codec", choices=("h264", "hevc", "av1", "prores", "ffv1"), default=None,
+                     help="encode with this codec instead of the input's; --crf and --preset apply to "
+                     "h264, hevc and av1 (default CRF 18, 18, 20)")
+    out.add_argument("--lossless", action="store_true",
+                     help="lossless outside the masks: FFV1 (x264 at QP 0 in .mov, which cannot hold FFV1)")
+    out.add_argument("--deinterlace", action="store_true",
+                     help="write interlaced input as progressive (bwdif, one picture per frame); "
+                     "by default it stays interlaced with its field order")
 
 
 def _enroll_parser() -> argparse.ArgumentParser:
@@ -179,6 +192,7 @@ def _render_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", type=float, default=None)
     p.add_argument("--crf", type=int, default=None)
     p.add_argument("--preset", default=None)
+    _add_output_format(p)
     _add_keep_metadata(p)
     _add_range(p)
     _add_editor_outputs(p)
@@ -235,7 +249,7 @@ def _preview_parser() -> argparse.ArgumentParser:
     p.add_argument("--pad", type=float, default=None)
     _add_keep_metadata(p)
     _add_common(p)
-    p.set_defaults(crf=None, preset=None, matte=None, report=None)
+    p.set_defaults(crf=None, preset=None, matte=None, report=None, codec=None, lossless=False, deinterlace=False)
     return p
 
 
@@ -324,15 +338,20 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
     from .media import EncodeSettings
     from .pipeline import RenderSettings
 
-    encode = EncodeSettings()
+    codec = getattr(args, "codec", None) or "auto"
+    encode = EncodeSettings(codec=codec, lossless=getattr(args, "lossless", False),
+                            deinterlace=getattr(args, "deinterlace", False))
     if args.crf is not None:
-        if not 0 <= args.crf <= 51:
-            raise _UsageError(f"blurface: --crf {args.crf} is out of range: use 0 to 51")
-        encode = EncodeSettings(crf=args.crf, preset=encode.preset, codec=encode.codec)
+        top = 63 if codec == "av1" else 51
+        if not 0 <= args.crf <= top:
+            raise _UsageError(f"blurface: --crf {args.crf} is out of range: use 0 to {top}")
+        encode = replace(encode, crf=args.crf)
     if args.preset is not None:
         if args.preset not in X264_PRESETS:
             raise _UsageError(f"blurface: --preset {args.preset!r} is not an x264 preset: use one of {', '.join(X264_PRESETS)}")
-        encode = EncodeSettings(crf=encode.crf, preset=args.preset, codec=encode.codec)
+        encode = replace(encode, preset=args.preset)
+    if encode.lossless and codec in ("av1", "prores"):
+        raise _UsageError(f"blurface: --lossless works with --codec ffv1, h264 or hevc, not {codec}")
     defaults = RenderSettings()
     pad = defaults.pad if args.pad is None else args.pad
     if not 0 <= pad <= 3:
@@ -359,6 +378,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     # Refuse a bad output before the analysis, which may take long.
     media.check_output(args.video, out, overwrite=args.overwrite)
+    media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
     if args.plan:
         _check_side_file(args.plan, "--plan", [args.video, out])
     if _wants_editor_outputs(args):

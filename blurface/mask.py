@@ -45,9 +45,16 @@ def _shrink(region: np.ndarray, cells: int) -> np.ndarray:
 
 
 class Effect(Protocol):
-    """Something that hides the pixels of a region. ``region`` is a BGR view, changed in place."""
+    """Something that hides the pixels of a region.
+
+    ``hide`` takes a BGR region; ``hide_plane`` one plane of a YUV (or planar RGB) picture,
+    ``(h, w)`` uint8 or uint16 in the picture's own bit depth, with ``fill`` the value the
+    effect's colour has in that plane. Both return the hidden pixels, same shape and dtype.
+    """
 
     def hide(self, region: np.ndarray) -> np.ndarray: ...
+
+    def hide_plane(self, region: np.ndarray, fill: int) -> np.ndarray: ...
 
 
 class Blur:
@@ -75,6 +82,11 @@ class Blur:
         mid = cv2.GaussianBlur(cv2.resize(small, (mid_w, mid_h), interpolation=cv2.INTER_CUBIC), (5, 5), 0)
         return cv2.resize(mid, (w, h), interpolation=cv2.INTER_LINEAR)
 
+    def hide_plane(self, region: np.ndarray, fill: int) -> np.ndarray:
+        # OpenCV's resize and GaussianBlur work on 16-bit planes as on 8-bit ones:
+        # a 10-bit master is masked in 10 bits, with no 8-bit step.
+        return self.hide(region)
+
 
 class Pixelate:
     """Blocks: the region becomes ``cells`` squares across. Lower hides more."""
@@ -88,6 +100,9 @@ class Pixelate:
         h, w = region.shape[:2]
         return cv2.resize(_shrink(region, self.cells), (w, h), interpolation=cv2.INTER_NEAREST)
 
+    def hide_plane(self, region: np.ndarray, fill: int) -> np.ndarray:
+        return self.hide(region)
+
 
 class Solid:
     """A flat colour (BGR), the only effect that keeps nothing of the face at all."""
@@ -99,6 +114,32 @@ class Solid:
         out = np.empty_like(region)
         out[:] = self.color
         return out
+
+    def hide_plane(self, region: np.ndarray, fill: int) -> np.ndarray:
+        return np.full_like(region, fill)
+
+
+# Luma coefficients (Kr, Kb) per AVColorSpace: BT.709, BT.2020 (NCL and CL); others BT.601.
+_LUMA_COEFFS = {1: (0.2126, 0.0722), 9: (0.2627, 0.0593), 10: (0.2627, 0.0593)}
+
+
+def plane_fills(color: tuple[int, int, int], *, depth: int, colorspace: int, full_range: bool, rgb: bool = False) -> list[int]:
+    """The 8-bit BGR ``color`` as per-plane values of a picture: ``[Y, Cb, Cr, A]``, or ``[G, B, R, A]`` for planar RGB.
+
+    ``colorspace`` is FFmpeg's AVColorSpace (the YUV matrix); ``depth`` the plane bit depth.
+    """
+    b, g, r = (c / 255 for c in color)
+    top = (1 << depth) - 1
+    if rgb:
+        return [round(g * top), round(b * top), round(r * top), top]
+    kr, kb = _LUMA_COEFFS.get(colorspace, (0.299, 0.114))
+    y = kr * r + (1 - kr - kb) * g + kb * b
+    cb = (b - y) / (2 * (1 - kb))
+    cr = (r - y) / (2 * (1 - kr))
+    if full_range:
+        return [round(y * top), round((cb + 0.5) * top), round((cr + 0.5) * top), top]
+    scale = 1 << (depth - 8)
+    return [round((16 + 219 * y) * scale), round((128 + 224 * cb) * scale), round((128 + 224 * cr) * scale), top]
 
 
 EFFECTS: dict[str, type] = {"blur": Blur, "pixelate": Pixelate, "solid": Solid}
@@ -147,3 +188,47 @@ class Masker:
             cv2.ellipse(inside, (center, (axes[0] * 2, axes[1] * 2), 0), 255, -1)
             cv2.copyTo(hidden, inside, region)
         return image
+
+    def plane_fills(self, *, depth: int, colorspace: int, full_range: bool, rgb: bool = False) -> list[int]:
+        """Per-plane values of the effect's colour (black unless :class:`Solid` says otherwise)."""
+        color = getattr(self.effect, "color", (0, 0, 0))
+        return plane_fills(color, depth=depth, colorspace=colorspace, full_range=full_range, rgb=rgb)
+
+    def apply_planes(
+        self,
+        planes: list[np.ndarray],
+        boxes: np.ndarray,
+        *,
+        shifts: list[tuple[int, int]],
+        fills: list[int],
+    ) -> None:
+        """Mask ``boxes`` in the planes of one picture, in place, in the planes' own depth.
+
+        Args:
+            planes: ``(h, w)`` uint8 or uint16 views, luma (or G) first.
+            boxes: ``(N, 4)`` xyxy in full-size (luma) pixels.
+            shifts: ``(log2 horizontal, log2 vertical)`` subsampling of each plane, e.g.
+                ``(1, 1)`` for 4:2:0 chroma.
+            fills: each plane's value of the effect's colour (:func:`plane_fills`).
+
+        A subsampled plane's region is rounded outwards, so it covers every chroma sample
+        that touches the luma region.
+        """
+        for x1, y1, x2, y2 in padded_boxes(boxes, self.pad):
+            for plane, (sx, sy), fill in zip(planes, shifts, fills, strict=False):
+                fx, fy = float(1 << sx), float(1 << sy)
+                px1, py1, px2, py2 = x1 / fx, y1 / fy, x2 / fx, y2 / fy
+                height, width = plane.shape[:2]
+                ix1, iy1 = max(0, int(np.floor(px1))), max(0, int(np.floor(py1)))
+                ix2, iy2 = min(width, int(np.ceil(px2))), min(height, int(np.ceil(py2)))
+                if ix2 - ix1 < 1 or iy2 - iy1 < 1:
+                    continue
+                region = plane[iy1:iy2, ix1:ix2]
+                hidden = self.effect.hide_plane(np.ascontiguousarray(region), fill)
+                if self.shape == "box":
+                    region[:] = hidden
+                    continue
+                inside = np.zeros(region.shape[:2], np.uint8)
+                center = ((px1 + px2) / 2 - ix1, (py1 + py2) / 2 - iy1)
+                cv2.ellipse(inside, (center, (px2 - px1, py2 - py1), 0), 255, -1)
+                region[inside > 0] = hidden[inside > 0]

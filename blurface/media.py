@@ -20,7 +20,9 @@ their pts/dts, rescaled by the muxer to the output stream's time base.
 
 from __future__ import annotations
 
+import collections
 import errno
+import functools
 import io
 import itertools
 import logging
@@ -31,13 +33,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import av
 import av.error
 import cv2
 import numpy as np
 
-from . import metadata
+from . import formats, metadata
 from .types import DecodedFrame, MediaError, OutputError, ProcessingError, StreamInfo, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -155,9 +158,19 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             pix_fmt=ctx.pix_fmt or "",
             bit_rate=int(bit_rate) if bit_rate else None,
             streams=tuple(_stream_info(s) for s in container.streams),
+            field_order=_field_order(ctx, first),
         )
     finally:
         container.close()
+
+
+def _field_order(ctx: av.codec.context.CodecContext, first: av.VideoFrame) -> str:
+    """The stream's field order once a frame is decoded (MPEG-2 and H.264 set it then)."""
+    order = formats.FIELD_ORDERS.get(int(ctx.field_order or 0), "unknown")
+    if order == "unknown":
+        # Not stated: an interlaced first frame without an order is taken as top field first.
+        return "tt" if first.interlaced_frame else "progressive"
+    return order
 
 
 def _check_readable(path: str | os.PathLike) -> Path:
@@ -487,6 +500,7 @@ def iter_frames(
     start: float | None = None,
     end: float | None = None,
     times: np.ndarray | None = None,
+    deinterlace: bool = False,
 ) -> Iterator[DecodedFrame]:
     """Decode the first video stream of ``info.path`` in presentation order.
 
@@ -501,6 +515,9 @@ def iter_frames(
             keyframe before ``start``; indices stay those of a full decode.
         times: ``(frame_count,)`` presentation time of every frame (``Plan.times``),
             used to number the frames of a range; found by :func:`frame_times` if not given.
+        deinterlace: pass every frame through bwdif (one picture per frame, the first
+            field's moment), so an interlaced picture shows one face, not two combed
+            half-faces. Whole decodes only (not ``start``/``end``).
 
     Yields:
         :class:`DecodedFrame` with ``image`` ``(H, W, 3) uint8`` C-contiguous in
@@ -530,20 +547,28 @@ def iter_frames(
         decoder = _FrameDecoder(info, stream)
         rotation = info.rotation
         scaled = size is not None and tuple(size) != (info.width, info.height)
-        for packet in _demux(container, [stream], p):
-            for index, time, frame in decoder.decode(packet):
-                thumb = None
-                if fmt == "gray":
-                    image = _luma(frame, rotation, size if scaled else None)
-                    full = _lazy_full(frame, rotation)
-                    thumb = _thumbnail(frame, rotation)
-                elif not scaled:
-                    image = _to_display(frame, rotation, fmt)
-                    full = None if fmt == "bgr24" else _lazy_full(frame, rotation)
-                else:
-                    image = _to_display(frame, rotation, fmt, size)
-                    full = _lazy_full(frame, rotation)
-                yield DecodedFrame(index, time, image, full, thumb)
+        deinterlacer = _Deinterlacer(info.field_order) if deinterlace else None
+
+        def decoded() -> Iterator[tuple[int, float, av.VideoFrame]]:
+            for packet in _demux(container, [stream], p):
+                items = decoder.decode(packet)
+                yield from (deinterlacer.push(items) if deinterlacer is not None else items)
+            if deinterlacer is not None:
+                yield from deinterlacer.flush()
+
+        for index, time, frame in decoded():
+            thumb = None
+            if fmt == "gray":
+                image = _luma(frame, rotation, size if scaled else None)
+                full = _lazy_full(frame, rotation)
+                thumb = _thumbnail(frame, rotation)
+            elif not scaled:
+                image = _to_display(frame, rotation, fmt)
+                full = None if fmt == "bgr24" else _lazy_full(frame, rotation)
+            else:
+                image = _to_display(frame, rotation, fmt, size)
+                full = _lazy_full(frame, rotation)
+            yield DecodedFrame(index, time, image, full, thumb)
         decoder.finish()
     finally:
         container.close()
@@ -709,7 +734,8 @@ class EncodeSettings:
     """How :func:`transcode` encodes the video stream, and which metadata it keeps.
 
     Attributes:
-        crf: x264 constant rate factor; lower is better quality and bigger files.
+        crf: constant rate factor (``None``: the encoder's default, see
+            :mod:`blurface.formats`); lower is better quality and bigger files. For x264:
             The input is already lossy, so the aim is a second generation no one
             can tell from the first: at 18 (x264's "visually lossless" point) the
             unmasked picture of hamilton_clip.mp4 keeps 47.6 dB PSNR against the
@@ -718,8 +744,10 @@ class EncodeSettings:
         preset: x264 speed against file size at equal quality. "veryfast" encodes
             720p at about 75 fps on two cores; "superfast" is ~40% faster but the
             files nearly double; slower presets save little on re-encodes.
-        codec: FFmpeg video encoder; it must accept yuv420p and the ``crf`` and
-            ``preset`` options (libx264 does).
+        codec: ``"auto"`` keeps the input's codec family, depth, chroma, colour and
+            field order (:func:`blurface.formats.choose`); or h264, hevc, av1, prores, ffv1.
+        lossless: FFV1 (or x264 at QP 0 where the container cannot hold FFV1).
+        deinterlace: write interlaced input as progressive (bwdif, one picture per frame).
         keep_metadata: keep every tag, data stream, attachment and chapter title of
             the input. Off (the default), the output keeps only what players need
             (see :mod:`blurface.metadata`): an anonymised file must not say where,
@@ -735,11 +763,18 @@ class EncodeSettings:
             not reproducible across machines.
     """
 
-    crf: int = 18
-    preset: str = "veryfast"
-    codec: str = "libx264"
+    crf: int | None = None
+    preset: str | None = None
+    codec: str = "auto"
     keep_metadata: bool = False
     threads: int = 3
+    lossless: bool = False
+    deinterlace: bool = False
+
+    def request(self) -> formats.Request:
+        codec = "h264" if self.codec == "libx264" else self.codec
+        return formats.Request(codec=codec, crf=self.crf, preset=self.preset, lossless=self.lossless,
+                               deinterlace=self.deinterlace)
 
 
 def default_output_path(src: str | os.PathLike) -> Path:
@@ -1304,15 +1339,358 @@ def _bgr_to_yuv(image: np.ndarray, colorspace: int) -> av.VideoFrame:
     return frame.reformat(format="yuv420p", interpolation=_ACCURATE_TO_YUV)
 
 
+# --------------------------------------------------------------------------- encode: the input's own format
+
+
+class FrameMasks(Protocol):
+    """What :func:`transcode` masks: boxes per frame, and a masker that can draw them
+    in BGR pictures and in YUV/RGB planes (:class:`blurface.mask.Masker` does both)."""
+
+    def boxes(self, index: int) -> np.ndarray:
+        """``(n, 4)`` float32 xyxy display boxes to mask on frame ``index`` (called once per frame, in order)."""
+        ...
+
+    def apply(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray: ...
+
+    def regions(self, boxes: np.ndarray) -> np.ndarray: ...
+
+    def apply_planes(
+        self, planes: list[np.ndarray], boxes: np.ndarray, *, shifts: list[tuple[int, int]], fills: list[int]
+    ) -> None: ...
+
+    def plane_fills(self, *, depth: int, colorspace: int, full_range: bool, rgb: bool) -> list[int]: ...
+
+
+def _masks_as_process(masks: FrameMasks) -> Callable[[DecodedFrame], tuple[np.ndarray, np.ndarray]]:
+    def process(frame: DecodedFrame) -> tuple[np.ndarray, np.ndarray]:
+        boxes = masks.boxes(frame.index)
+        if len(boxes):
+            masks.apply(frame.image, boxes)
+        return frame.image, masks.regions(boxes)
+
+    return process
+
+
+@functools.lru_cache(maxsize=None)
+def _pix_info(name: str) -> formats.PixelFormat:
+    """Depth and chroma subsampling of an FFmpeg pixel format."""
+    fmt = av.VideoFormat(name, 64, 64)
+    comps = fmt.components
+    chroma = [c for c in comps if c.is_chroma]
+    shift_w = (64 // max(1, chroma[0].width)).bit_length() - 1 if chroma else 0
+    shift_h = (64 // max(1, chroma[0].height)).bit_length() - 1 if chroma else 0
+    rgb = bool(fmt.is_rgb)
+    return formats.PixelFormat(
+        name=name,
+        depth=max(c.bits for c in comps),
+        shift_w=shift_w,
+        shift_h=shift_h,
+        rgb=rgb,
+        alpha=any(c.is_alpha for c in comps),
+        gray=not chroma and not rgb,
+    )
+
+
+@functools.lru_cache(maxsize=None)
+def _encoder_formats(name: str) -> frozenset[str] | None:
+    """Pixel formats the bundled FFmpeg's encoder ``name`` takes; ``None`` if it has no such encoder."""
+    if name not in av.codecs_available:
+        return None
+    try:
+        codec = av.codec.Codec(name, "w")
+    except (ValueError, av.error.FFmpegError):
+        return None
+    return frozenset(f.name for f in codec.video_formats or ())
+
+
+def source_format(info: VideoInfo) -> formats.SourceFormat:
+    """The input's video format as :func:`blurface.formats.choose` sees it.
+
+    Reads the first frame for what only frames carry: HDR mastering display and content
+    light level (HEVC and AV1 store them in the bitstream), and colour tags a stream leaves unset.
+
+    Raises:
+        MediaError: the file cannot be read.
+    """
+    p = Path(info.path)
+    container = _open_input(p)
+    try:
+        stream = _video_stream(container)
+        if stream is None:
+            raise MediaError(f"{p}: has no video stream")
+        ctx = stream.codec_context
+        first = _first_frame(container, stream, p)
+        side = first.side_data
+        display = side.get(av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA)
+        light = side.get(av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL)
+        pix = ctx.pix_fmt or first.format.name
+
+        def tag(value: int | None, fallback: int | None, unset: int) -> int:
+            for v in (value, fallback):
+                if v is not None and int(v) != unset:
+                    return int(v)
+            return unset
+
+        return formats.SourceFormat(
+            codec=_codec_name(stream),
+            profile=ctx.profile,
+            pix=_pix_info(pix),
+            color_range=tag(ctx.color_range, first.color_range, 0) or (2 if pix.startswith("yuvj") else 0),
+            color_primaries=tag(ctx.color_primaries, first.color_primaries, 2),
+            color_trc=tag(ctx.color_trc, first.color_trc, 2),
+            colorspace=tag(ctx.colorspace, first.colorspace, 2),
+            field_order=info.field_order,
+            mastering=formats.parse_mastering(
+                bytes(display) if display is not None else None, bytes(light) if light is not None else None
+            ),
+            bit_rate=ctx.bit_rate or None,
+        )
+    finally:
+        container.close()
+
+
+def output_format(info: VideoInfo, settings: EncodeSettings = EncodeSettings(), dst: str | os.PathLike | None = None) -> formats.OutputFormat:
+    """What :func:`transcode` will write for ``info`` (to ``dst``'s container, if given).
+
+    Raises:
+        OutputError: the requested codec cannot be written (to that container).
+    """
+    fmt = OUTPUT_FORMATS.get(Path(dst).suffix.lower()) if dst is not None else None
+    try:
+        return formats.choose(source_format(info), settings.request(), _encoder_formats, _pix_info, fmt)
+    except ValueError as e:
+        raise OutputError(f"{dst or info.path}: {e}") from e
+
+
+_COLOUR_PROPS = ("colorspace", "color_range", "color_primaries", "color_trc")
+
+
+class _Deinterlacer:
+    """bwdif through PyAV's filter graph, one picture per frame (``mode=send_frame``).
+
+    Each picture shows the first field's moment, with the other field's lines
+    interpolated (bwdif: motion-adaptive, Bob Weaver with w3fdif's filters). It holds one
+    frame back (it needs the next one), so :meth:`push` may return nothing and
+    :meth:`flush` returns the last. Frames come back with their own index, time, pts
+    and duration (bwdif's output time base is a field's).
+    """
+
+    def __init__(self, field_order: str) -> None:
+        self.parity = "bff" if field_order in ("bb", "bt") else "tff"
+        self.graph: av.filter.Graph | None = None
+        # (index, time, pts, time base, duration, colour) of each frame pushed and not yet pulled
+        self.pending: collections.deque[tuple[int, float, int | None, Fraction | None, int | None, tuple]] = (
+            collections.deque()
+        )
+        self.count = 0
+
+    def _setup(self, frame: av.VideoFrame) -> av.filter.Graph:
+        graph = av.filter.Graph()
+        source = graph.add_buffer(width=frame.width, height=frame.height, format=frame.format.name,
+                                  time_base=Fraction(1, 1000))
+        bwdif = graph.add("bwdif", f"mode=send_frame:parity={self.parity}:deint=all")
+        sink = graph.add("buffersink")
+        source.link_to(bwdif)
+        bwdif.link_to(sink)
+        graph.configure()
+        return graph
+
+    def push(self, items: list[tuple[int, float, av.VideoFrame]]) -> list[tuple[int, float, av.VideoFrame]]:
+        out = []
+        for index, time, frame in items:
+            if self.graph is None:
+                self.graph = self._setup(frame)
+            colour = tuple(getattr(frame, name) for name in _COLOUR_PROPS)
+            self.pending.append((index, time, frame.pts, frame.time_base, frame.duration, colour))
+            # The graph wants steadily rising pts in its own time base; the real ones come back in _pull.
+            frame.pts, frame.time_base = self.count, Fraction(1, 1000)
+            self.count += 1
+            self.graph.push(frame)
+            out.extend(self._pull())
+        return out
+
+    def flush(self) -> list[tuple[int, float, av.VideoFrame]]:
+        if self.graph is None:
+            return []
+        self.graph.push(None)
+        return self._pull()
+
+    def _pull(self) -> list[tuple[int, float, av.VideoFrame]]:
+        assert self.graph is not None
+        out = []
+        while self.pending:
+            try:
+                picture = self.graph.pull()
+            except (av.error.BlockingIOError, av.error.EOFError):
+                break
+            index, time, pts, time_base, duration, colour = self.pending.popleft()
+            picture.pts, picture.time_base, picture.duration = pts, time_base, duration
+            for name, value in zip(_COLOUR_PROPS, colour, strict=True):
+                setattr(picture, name, value)
+            out.append((index, time, picture))
+        return out
+
+
+def _samples(plane: av.video.plane.VideoPlane, depth: int) -> np.ndarray:
+    """Writable ``(height, width)`` view of one plane: uint8, or uint16 above 8 bits (row padding cut off)."""
+    if depth <= 8:
+        return _plane(plane)
+    return np.frombuffer(plane, np.uint16).reshape(plane.height, plane.line_size // 2)[:, : plane.width]
+
+
+def _new_frame_like(frame: av.VideoFrame, width: int, height: int, fmt: str | None = None) -> av.VideoFrame:
+    new = av.VideoFrame(width, height, fmt or frame.format.name)
+    for name in _COLOUR_PROPS:
+        setattr(new, name, getattr(frame, name))
+    return new
+
+
+class _NativeFrames:
+    """Builds each frame to encode in the output's own pixel format and depth.
+
+    The decoded frame goes to the encoder as it is (turned upright, padded to even sides
+    and converted to the output's pixel format only where needed), so interlacing flags,
+    HDR side data and every unmasked pixel are kept. Masks are drawn into its planes in
+    their own depth: a 10-bit source is blurred in 10 bits, with no 8-bit step.
+
+    With ``masks`` nothing else is converted. The ``process`` callback of the older API
+    needs a BGR picture: it gets one (8-bit), and only the boxes it changed are converted
+    back into the planes.
+    """
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        target: formats.OutputFormat,
+        size: tuple[int, int],
+        masks: FrameMasks | None,
+        process: Callable[[DecodedFrame], object] | None,
+        reports_changes: bool,
+    ) -> None:
+        self.info, self.target, self.size = info, target, size
+        self.masks, self.process, self.reports_changes = masks, process, reports_changes
+        self.pix = _pix_info(target.pix_fmt)
+        self.depth = self.pix.depth
+        colour_planes = 1 if self.pix.gray else 3
+        self.shifts = [(0, 0)] + [(self.pix.shift_w, self.pix.shift_h)] * (colour_planes - 1)
+        if self.pix.rgb:
+            self.shifts = [(0, 0)] * colour_planes
+        self.align = 1 << max(self.pix.shift_w, self.pix.shift_h, 1)
+        self.fills: list[int] | None = None
+
+    def frame(self, frame: av.VideoFrame, index: int, time: float) -> av.VideoFrame:
+        work = self._upright(frame)
+        if self.masks is not None:
+            boxes = self.masks.boxes(index)
+            if len(boxes):
+                work = self._writable(work, frame)
+                if self.fills is None:
+                    self.fills = self.masks.plane_fills(
+                        depth=self.depth, colorspace=self.target.colorspace,
+                        full_range=self.target.color_range == 2, rgb=self.pix.rgb,
+                    )
+                planes = [_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
+                self.masks.apply_planes(planes, boxes, shifts=self.shifts, fills=self.fills)
+        else:
+            assert self.process is not None
+            work = self._processed(work, frame, index, time)
+        work.pict_type = 0  # let the encoder choose frame types, not copy the source's
+        work.colorspace = self.target.colorspace
+        work.color_range = self.target.color_range
+        work.color_primaries = self.target.color_primaries
+        work.color_trc = self.target.color_trc
+        return work
+
+    def _upright(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """Upright, even-sided, in the output's pixel format; ``frame`` itself when it already is."""
+        rotation = self.info.rotation
+        if rotation:
+            pix = _pix_info(frame.format.name)
+            if pix.shift_w != pix.shift_h and rotation in (90, 270):
+                frame = frame.reformat(format=re.sub(r"4\d\dp", "444p", frame.format.name))
+            w, h = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+            turned = _new_frame_like(frame, w, h)
+            depth = _pix_info(frame.format.name).depth
+            k = -rotation // 90  # np.rot90 turns counter-clockwise
+            for src, dst in zip(frame.planes, turned.planes, strict=True):
+                _samples(dst, depth)[...] = np.rot90(_samples(src, depth), k)
+            frame = turned
+        if frame.format.name != self.target.pix_fmt:
+            converted = frame.reformat(
+                format=self.target.pix_fmt, interpolation=_ACCURATE_TO_YUV,
+                src_color_range=frame.color_range or None, dst_color_range=self.target.color_range or None,
+            )
+            for name in ("colorspace", "color_primaries", "color_trc"):
+                setattr(converted, name, getattr(frame, name))
+            frame = converted
+        if (frame.width, frame.height) != self.size:
+            padded = _new_frame_like(frame, *self.size)
+            for src, dst in zip(frame.planes, padded.planes, strict=True):
+                a, b = _samples(src, self.depth), _samples(dst, self.depth)
+                # Repeat the last row/column: keeps every pixel and box coordinate (see _FrameComposer._pad).
+                b[...] = np.pad(a, ((0, b.shape[0] - a.shape[0]), (0, b.shape[1] - a.shape[1])), mode="edge")
+            frame = padded
+        return frame
+
+    @staticmethod
+    def _writable(work: av.VideoFrame, decoded: av.VideoFrame) -> av.VideoFrame:
+        # A decoded frame's buffers are shared with the decoder's reference pictures:
+        # drawing into them would corrupt the frames decoded after it.
+        if work is decoded:
+            work.make_writable()
+        return work
+
+    def _processed(self, work: av.VideoFrame, decoded: av.VideoFrame, index: int, time: float) -> av.VideoFrame:
+        h, w = self.info.height, self.info.width
+        image = np.ascontiguousarray(
+            work.to_ndarray(format="bgr24", interpolation=_ACCURATE_TO_RGB)[:h, :w]
+        )
+        before = None if self.reports_changes else image.copy()
+        result = self.process(DecodedFrame(index, time, image))
+        changed = None
+        if self.reports_changes:
+            result, changed = result  # type: ignore[misc]
+            changed = np.asarray(changed, np.float32).reshape(-1, 4)
+        after = _check_processed(result, image.shape, index)
+        if changed is not None:
+            boxes = [_even_box(b, w, h) for b in changed]
+        else:
+            assert before is not None
+            boxes = [_changed_box(before, after)]
+        boxes = [b for b in boxes if b is not None]
+        if not boxes:
+            return work
+        work = self._writable(work, decoded)
+        planes = [_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
+        a = self.align
+        for y0, y1, x0, x1 in boxes:
+            y0, x0 = y0 - y0 % a, x0 - x0 % a
+            y1, x1 = min(self.size[1], -(-y1 // a) * a), min(self.size[0], -(-x1 // a) * a)
+            bgr = after[y0:min(y1, h), x0:min(x1, w)]
+            if bgr.shape[:2] != (y1 - y0, x1 - x0):
+                bgr = cv2.copyMakeBorder(bgr, 0, y1 - y0 - bgr.shape[0], 0, x1 - x0 - bgr.shape[1], cv2.BORDER_REPLICATE)
+            patch = av.VideoFrame.from_ndarray(np.ascontiguousarray(bgr), format="bgr24")
+            patch.colorspace = self.target.colorspace
+            patch.color_range = 2
+            patch = patch.reformat(
+                format=self.target.pix_fmt, interpolation=_ACCURATE_TO_YUV,
+                dst_colorspace=self.target.colorspace or None, dst_color_range=self.target.color_range or None,
+            )
+            for plane, src, (sx, sy) in zip(planes, patch.planes, self.shifts, strict=False):
+                plane[y0 >> sy : y1 >> sy, x0 >> sx : x1 >> sx] = _samples(src, self.depth)
+        return work
+
+
 def transcode(
     info: VideoInfo,
     dst: str | os.PathLike,
-    process: Callable[[DecodedFrame], np.ndarray],
+    process: Callable[[DecodedFrame], np.ndarray] | None = None,
     *,
     settings: EncodeSettings = EncodeSettings(),
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
     reports_changes: bool = False,
+    masks: FrameMasks | None = None,
 ) -> list[str]:
     """Re-encode ``info.path`` to ``dst`` with every frame passed through ``process``.
 
@@ -1321,8 +1699,16 @@ def transcode(
     the picture to encode: same shape, uint8, BGR (it may change ``image`` in
     place and return it).
 
-    The video is encoded as H.264 yuv420p (odd sides padded by one repeated
-    row/column). Frames are encoded upright and the output carries **no rotation
+    ``masks`` (instead of ``process``): where to mask each frame and the masker that
+    does it. Then masks are drawn into the decoded planes in their own pixel format and
+    bit depth (a 10-bit source is masked in 10 bits), frames without masks go to the
+    encoder as decoded, and ``process`` is not needed.
+
+    The video keeps the input's format where an encoder exists (see
+    :func:`blurface.formats.choose` and ``settings.codec``): codec family and profile,
+    depth, chroma, colour tags, HDR mastering metadata and field order; otherwise it is
+    H.264 at the closest depth and chroma, with one warning saying so. Odd sides are
+    padded by one repeated row/column. Frames are encoded upright and the output carries **no rotation
     metadata**: players must not rotate it again. Each output frame keeps its
     source pts, so frame rate (variable included) and the video's start offset
     are unchanged. Audio, subtitle, data and attachment streams are copied
@@ -1373,7 +1759,9 @@ def transcode(
     tmp = _temp_path(dst)
     try:
         try:
-            warnings, written, exact_input = _encode(info, tmp, fmt, process, settings, progress, reports_changes)
+            warnings, written, exact_input = _encode(
+                info, tmp, fmt, process, settings, progress, reports_changes, masks
+            )
             _verify(info, tmp, written, exact_input)
             os.replace(tmp, dst)
         except (OSError, av.error.FFmpegError) as e:
@@ -1403,10 +1791,11 @@ def _encode(
     info: VideoInfo,
     tmp: Path,
     fmt: str,
-    process: Callable[[DecodedFrame], np.ndarray],
+    process: Callable[[DecodedFrame], np.ndarray] | None,
     settings: EncodeSettings,
     progress: Callable[[int], None] | None,
     reports_changes: bool = False,
+    masks: FrameMasks | None = None,
 ) -> tuple[list[str], _Written, bool]:
     """Write ``tmp``; return (warnings, what was written, whether the input's frame count was exact)."""
     src = Path(info.path)
@@ -1433,25 +1822,42 @@ def _encode(
         decoder = _FrameDecoder(info, in_video)
         in_tb = decoder.time_base
         out_size = _even_display_size(info)
-        out_video = out.add_stream(settings.codec, rate=info.fps)
+        in_ctx = in_video.codec_context
+        try:
+            target = formats.choose(source_format(info), settings.request(), _encoder_formats, _pix_info, fmt)
+        except ValueError as e:
+            raise OutputError(f"{tmp.name.split('.blurface-tmp-')[0].lstrip('.')}: {e}") from e
+        if target.fallback:
+            warnings.append(target.fallback)
+            log.warning("%s", target.fallback)
+        if target.encoder == "libsvtav1":
+            # SVT-AV1 prints its whole configuration to stderr unless told otherwise, and
+            # only an environment variable tells it (1 = errors only).
+            os.environ.setdefault("SVT_LOG", "1")
+        out_video = out.add_stream(target.encoder, rate=info.fps)
         out_video.width, out_video.height = out_size
-        out_video.pix_fmt = "yuv420p"
+        out_video.pix_fmt = target.pix_fmt
         # Source time base in and out: pts are copied verbatim, no rounding.
         out_video.time_base = in_tb
         ctx = out_video.codec_context
-        ctx.time_base = in_tb
+        # MPEG-2 only knows its standard frame rates as a time base; PyAV rescales each
+        # frame's pts to it, and the stream keeps the source's.
+        ctx.time_base = 1 / Fraction(info.fps) if target.encoder == "mpeg2video" else in_tb
         # Slice threads (PyAV's default) cost x264 compression; frame threads are its own default.
         ctx.thread_type = "FRAME"
         ctx.thread_count = settings.threads
-        in_ctx = in_video.codec_context
-        ctx.color_primaries = in_ctx.color_primaries
-        ctx.color_trc = in_ctx.color_trc
-        ctx.colorspace = in_ctx.colorspace
-        ctx.color_range = 1  # MPEG/limited: what yuv420p players expect
+        ctx.color_primaries = target.color_primaries
+        ctx.color_trc = target.color_trc
+        ctx.colorspace = target.colorspace
+        ctx.color_range = target.color_range
+        ctx.field_order = formats.FIELD_ORDER_CODES[target.field_order]
         if in_video.sample_aspect_ratio and in_video.sample_aspect_ratio != 1:
             sar = Fraction(in_video.sample_aspect_ratio)
             ctx.sample_aspect_ratio = 1 / sar if info.rotation in (90, 270) else sar
-        out_video.options = {"crf": str(settings.crf), "preset": settings.preset}
+        options = dict(target.options)
+        if target.flags:
+            options["flags"] = options.get("flags", "") + "".join(f"+{flag}" for flag in target.flags)
+        out_video.options = options
         tags.copy_stream(in_video, out_video)
 
         chapters = inp.chapters()
@@ -1472,20 +1878,32 @@ def _encode(
                 warnings.append(message)
                 log.warning("%s", message)
 
+        if process is None:
+            if masks is None:
+                raise ValueError("transcode needs process or masks")
+            process, reports_changes = _masks_as_process(masks), True
+        legacy = (
+            target.encoder == "libx264" and target.pix_fmt == "yuv420p" and target.field_order == "progressive"
+            and not target.deinterlace and in_ctx.pix_fmt == "yuv420p" and target.color_range != 2
+        )
+        # 8-bit 4:2:0 H.264 in and out keeps the path below that is tuned and byte-stable;
+        # every other format is built in its own pixel format and depth (_NativeFrames).
+        native = None if legacy else _NativeFrames(info, target, out_size, masks, process, reports_changes)
         composer = _FrameComposer(info.rotation, out_size)
+        deinterlacer = _Deinterlacer(info.field_order) if target.deinterlace else None
         stored_size = (in_ctx.width, in_ctx.height)
         written = _Written()
         last_pts: int | None = None
         fixed_pts = 0
-        wanted = [in_video] + [s for s in inp.streams if s.index in routes]
-        for packet in _demux(inp, wanted, src):
-            if packet.stream is not in_video:
-                routes[packet.stream.index].feed(packet, out)
-                continue
-            for index, time, frame in decoder.decode(packet):
-                if (frame.width, frame.height) != stored_size:
-                    # A mid-stream size change (adaptive streams): the encoder's size is fixed.
-                    frame = _resized(frame, stored_size)
+
+        def emit(index: int, time: float, frame: av.VideoFrame) -> None:
+            nonlocal last_pts, fixed_pts
+            if (frame.width, frame.height) != stored_size:
+                # A mid-stream size change (adaptive streams): the encoder's size is fixed.
+                frame = _resized(frame, stored_size)
+            if native is not None:
+                encoded = native.frame(frame, index, time)
+            else:
                 if composer.passthrough(frame):
                     image = _to_display(frame, info.rotation)
                     before = None if reports_changes else image.copy()
@@ -1501,25 +1919,37 @@ def _encode(
                     changed = np.asarray(changed, np.float32).reshape(-1, 4)
                 image = _check_processed(result, decoded.image.shape, index)
                 encoded = composer.compose(frame, before, image, changed if composer.passthrough(frame) else None)
-                pts = frame.pts
-                if pts is None:
-                    pts = round((Fraction(info.start_time) + index / info.fps) / in_tb)
-                if last_pts is not None and pts <= last_pts:
-                    # x264 refuses non-increasing pts; nudge by one tick rather than fail.
-                    pts = last_pts + 1
-                    fixed_pts += 1
-                last_pts = pts
-                encoded.pts = pts
-                encoded.time_base = in_tb
-                encoded.duration = frame.duration
-                out.mux(out_video.encode(encoded))
-                written.frames += 1
-                if written.first is None:
-                    written.first = float(pts * in_tb)
-                step = frame.duration if frame.duration else round(1 / (info.fps * in_tb))
-                written.end = float((pts + step) * in_tb)
-                if progress is not None:
-                    progress(written.frames)
+            pts = frame.pts
+            if pts is None:
+                pts = round((Fraction(info.start_time) + index / info.fps) / in_tb)
+            if last_pts is not None and pts <= last_pts:
+                # x264 refuses non-increasing pts; nudge by one tick rather than fail.
+                pts = last_pts + 1
+                fixed_pts += 1
+            last_pts = pts
+            encoded.pts = pts
+            encoded.time_base = in_tb
+            encoded.duration = frame.duration
+            out.mux(out_video.encode(encoded))
+            written.frames += 1
+            if written.first is None:
+                written.first = float(pts * in_tb)
+            step = frame.duration if frame.duration else round(1 / (info.fps * in_tb))
+            written.end = float((pts + step) * in_tb)
+            if progress is not None:
+                progress(written.frames)
+
+        wanted = [in_video] + [s for s in inp.streams if s.index in routes]
+        for packet in _demux(inp, wanted, src):
+            if packet.stream is not in_video:
+                routes[packet.stream.index].feed(packet, out)
+                continue
+            items = decoder.decode(packet)
+            for index, time, frame in deinterlacer.push(items) if deinterlacer is not None else items:
+                emit(index, time, frame)
+        if deinterlacer is not None:
+            for index, time, frame in deinterlacer.flush():
+                emit(index, time, frame)
         decoder.finish()
         if fixed_pts:
             log.warning("%s: %d video frames had repeated or missing timestamps; shifted by one tick", src, fixed_pts)
@@ -1622,7 +2052,9 @@ class ClipCodec:
 
     @classmethod
     def x264(cls, settings: EncodeSettings) -> ClipCodec:
-        return cls(settings.codec, "yuv420p", (("crf", str(settings.crf)), ("preset", settings.preset)), settings.threads)
+        crf = settings.crf if settings.crf is not None else formats.DEFAULT_CRF["libx264"]
+        preset = settings.preset or formats.DEFAULT_PRESET
+        return cls("libx264", "yuv420p", (("crf", str(crf)), ("preset", preset)), settings.threads)
 
 
 # A matte must open in editing software: ProRes 422 HQ in QuickTime is imported by

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from . import boxes, media, metadata
+from .boxes import halfway_boxes
 from .embedding import EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_until_clear
 from .faces import FaceEngine, sharpness
 from .gallery import Gallery
@@ -295,7 +296,8 @@ class Analyser:
         # Grey decoding hands over the Y plane and a thumbnail without conversion; the BGR
         # picture (frame.full_image()) is made only for frames the detector runs on, about
         # every other frame. Converting every 720p frame cost 4 ms of its ~60 ms.
-        for frame in media.iter_frames(info, fmt="gray"):
+        # Interlaced video is analysed deinterlaced: a combed moving face is two half-faces.
+        for frame in media.iter_frames(info, fmt="gray", deinterlace=info.interlaced):
             i = frame.index
             times.append(frame.time)
             cut = cuts.update(frame.thumb) and i > 0
@@ -566,6 +568,51 @@ def check_same_video(info: VideoInfo, plan: Plan) -> None:
         )
 
 
+class _PlanMasks:
+    """The plan's boxes, frame by frame, for :func:`media.transcode` (a ``FrameMasks``).
+
+    ``fields``: the output stays interlaced. The plan's boxes are where the face was in
+    the first field (the analysis saw bwdif pictures at that moment); the second field
+    is half a frame later, so each frame also masks the box halfway to the same face's
+    box on the next frame (the nearest one, by centre). Both fields are then covered
+    however fast the face moves.
+    """
+
+    def __init__(self, plan: Plan, masker: Masker, *, fields: bool, progress: Progress | None) -> None:
+        self.masker = masker
+        self.fields = fields
+        self.progress = progress
+        self._iter = plan.iter_masks()
+        self._next: np.ndarray | None = None
+        self.position = -1
+        self.masked_frames = self.masked_boxes = 0
+        self.apply = masker.apply
+        self.regions = masker.regions
+        self.apply_planes = masker.apply_planes
+        self.plane_fills = masker.plane_fills
+
+    def _take(self) -> np.ndarray:
+        if self._next is not None:
+            boxes, self._next = self._next, None
+            return boxes
+        return np.asarray(next(self._iter, np.zeros((0, 4), np.float32)), np.float32).reshape(-1, 4)
+
+    def boxes(self, index: int) -> np.ndarray:
+        boxes = np.zeros((0, 4), np.float32)
+        while self.position < index:
+            boxes = self._take()
+            self.position += 1
+        if len(boxes):
+            self.masked_frames += 1
+            self.masked_boxes += len(boxes)
+        if self.fields and len(boxes):
+            self._next = self._take()
+            boxes = np.concatenate([boxes, halfway_boxes(boxes, self._next)])
+        if self.progress:
+            self.progress("render", 1)
+        return boxes
+
+
 def render(
     plan: Plan,
     dst: str | os.PathLike,
@@ -583,33 +630,13 @@ def render(
     """
     info = media.probe(src if src is not None else plan.video.path)
     check_same_video(info, plan)
-    masker = settings.masker()
-    masks = plan.iter_masks()
-    position = -1
-    boxes = np.zeros((0, 4), np.float32)
-    masked_frames = masked_boxes = 0
-
-    def process(frame: DecodedFrame) -> tuple[np.ndarray, np.ndarray]:
-        nonlocal position, boxes, masked_frames, masked_boxes
-        while position < frame.index:
-            boxes = next(masks, np.zeros((0, 4), np.float32))
-            position += 1
-        image = frame.image
-        if len(boxes):
-            masker.apply(image, boxes)
-            masked_frames += 1
-            masked_boxes += len(boxes)
-        if progress:
-            progress("render", 1)
-        # Telling the encoder where the masks are spares it comparing whole frames.
-        return image, masker.regions(boxes)
-
+    masks = _PlanMasks(plan, settings.masker(), fields=info.interlaced and not settings.encode.deinterlace,
+                       progress=progress)
     started = time.perf_counter()
     # The same rule transcode applies, read from the same file: what the output leaves out.
     dropped = [] if settings.encode.keep_metadata else metadata.findings(media.read_tags(info.path))
-    warnings = media.transcode(
-        info, dst, process, settings=settings.encode, overwrite=overwrite, reports_changes=True
-    )
+    warnings = media.transcode(info, dst, settings=settings.encode, overwrite=overwrite, masks=masks)
+    position, masked_frames, masked_boxes = masks.position, masks.masked_frames, masks.masked_boxes
     return Result(
         output=str(dst),
         frames=position + 1,

@@ -255,6 +255,12 @@ class VideoInfo:
     pix_fmt: str
     bit_rate: int | None
     streams: tuple[StreamInfo, ...] = ()
+    # "progressive", or the field order of interlaced video: "tt" (top field first), "bb", "tb", "bt".
+    field_order: str = "progressive"
+
+    @property
+    def interlaced(self) -> bool:
+        return self.field_order in ("tt", "bb", "tb", "bt")
 
     def to_dict(self) -> dict:
         return {

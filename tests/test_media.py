@@ -428,7 +428,8 @@ def test_transcode_pads_odd_sizes_by_repeating_the_edge(video_factory, tmp_path)
     src = video_factory(width=65, height=49, pix_fmt="yuv444p", n_frames=6)
     media.transcode(media.probe(src), tmp_path / "out.mp4", identity)
     out = media.probe(tmp_path / "out.mp4")
-    assert (out.width, out.height, out.pix_fmt) == (66, 50, "yuv420p")
+    # 4:4:4 in, 4:4:4 out (issue 16); the sides stay even, as 4:2:0 players expect.
+    assert (out.width, out.height, out.pix_fmt) == (66, 50, "yuv444p")
     images = decoded_images(tmp_path / "out.mp4")
     assert [level_of(i) for i in images] == [i % len(LEVELS) for i in range(6)]
     last = images[3].astype(int)  # bright frame: a black pad would show
