@@ -123,7 +123,7 @@ def add_manual_track(plan: Plan, frame: int, box: list[float], *, reason: str = 
     source[frames == frame] = SOURCE_DETECTED  # ...but for the reviewer's own box
     why = "reviewer override: face added by hand, followed by a visual tracker" + (f" ({reason})" if reason else "")
     track = Track(id=max((t.id for t in plan.tracks), default=-1) + 1, frames=frames, xyxy=boxes, source=source,
-                  decision="manual", masked=True, reason=why)  # type: ignore[arg-type]
+                  decision="manual", masked=True, reason=why)
     plan.tracks.append(track)
     plan.tracks.sort(key=lambda t: (t.first, t.id))
     plan.log_review("add", track.id, reason, frame=frame, box=[round(float(v), 1) for v in box],

@@ -60,8 +60,8 @@ def expected_masked(track: Track, plan: Plan) -> bool:
     """What the analysis decided for ``track``'s decision, before any reviewer edit."""
     if track.decision in ("target", "all"):
         return True
-    if track.decision == "keep":
-        return False
+    if track.decision in ("keep", "manual"):
+        return False  # a manual track is a reviewer's box: the analysis never masked it
     if track.decision == "other":
         return plan.mode == "keep"
     # unsure: --keep always masks; --target masks unless --unsure keep

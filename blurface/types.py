@@ -157,7 +157,7 @@ SOURCE_INTERPOLATED = 1  # between two detections (skipped frame or detector mis
 SOURCE_EXTENDED = 2  # before the first / after the last detection, as a safety margin
 SOURCE_NAMES = {SOURCE_DETECTED: "detected", SOURCE_INTERPOLATED: "interpolated", SOURCE_EXTENDED: "extended"}
 
-Decision = Literal["target", "unsure", "other", "keep", "all"]
+Decision = Literal["target", "unsure", "other", "keep", "all", "manual"]
 
 
 @dataclass
@@ -176,7 +176,8 @@ class Track:
         distance: aggregated embedding distance to ``identity`` (lower is closer), or ``None``.
         decision: what the plan does with it: ``target`` (masked: matches a target),
             ``unsure`` (distance in the unsure band), ``other`` (someone else),
-            ``keep`` (a protected person), ``all`` (``--all`` mode).
+            ``keep`` (a protected person), ``all`` (``--all`` mode), ``manual`` (a box a
+            reviewer drew on a missed face, followed by a visual tracker).
         masked: whether the render masks this track.
         reason: one human-readable sentence: why masked or not.
     """
