@@ -255,7 +255,8 @@ def _to_frame(faces: Faces, sx: float, sy: float, ox: int, oy: int, width: int, 
     marks = None
     if faces.landmarks is not None:
         marks = faces.landmarks / np.array([sx, sy], np.float32) + np.array([ox, oy], np.float32)
-    out = Faces(boxes.clip(xyxy, width, height), faces.score, landmarks=marks)
+    # A face cut by an occluder or the frame edge is boxed as the part that shows: mask it whole.
+    out = Faces(boxes.clip(boxes.whole_face_boxes(xyxy), width, height), faces.score, landmarks=marks)
     return out[(out.width >= 2) & (out.height >= 2)]
 
 

@@ -124,3 +124,18 @@ def test_every_labelled_hamilton_face_is_found_at_half_size(shared_media: Path, 
             if best < 0.3:
                 missed.append((frame.index, face["who"]))
     assert missed == []
+
+
+def test_a_sliver_of_a_face_is_boxed_as_a_whole_face() -> None:
+    """A box 27 wide and 82 tall (a face half behind an occluder) is widened about its centre
+    to a face's proportions; a whole face's box is left as it is."""
+    from blurface.boxes import whole_face_boxes
+
+    sliver, whole = [810, 245, 837, 327], [800, 245, 863, 327]
+    out = whole_face_boxes(np.array([sliver, whole], np.float32))
+    assert out[0, 2] - out[0, 0] == pytest.approx(0.77 * 82, abs=0.01)
+    assert (out[0, 0] + out[0, 2]) / 2 == pytest.approx((810 + 837) / 2)
+    assert out[0, 1] == 245 and out[0, 3] == 327
+    np.testing.assert_array_equal(out[1], whole)
+    lying = whole_face_boxes(np.array([[0, 0, 100, 50]], np.float32))[0]  # chin cut by the frame
+    assert lying[3] - lying[1] == pytest.approx(100 / 0.77, abs=0.01) and lying[2] - lying[0] == 100
