@@ -506,7 +506,7 @@ class Analyser:
             # half of it still shows: cover it until its path has taken it out of frame.
             before = max(before, min(gap, _frames_to_leave(t, width, height, at_end=False)))
             after = max(after, min(gap, _frames_to_leave(t, width, height, at_end=True)))
-            extended.append(extend_track(t, before=before, after=after, lo=lo, hi=hi))
+            extended.append(extend_track(t, before=before, after=after, lo=lo, hi=hi, frame_size=(width, height)))
         self.tracks = extended
 
 

@@ -603,7 +603,30 @@ def _end_velocity(track: Track, at_end: bool, window: int = 3) -> np.ndarray:
     return _velocity(track.frames[rows], track.xyxy[rows])
 
 
-def extend_track(track: Track, *, before: int, after: int, lo: int, hi: int) -> Track:
+def _moved(end: np.ndarray, velocity: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """``(len(steps), 4)`` float64: ``end`` moved ``steps`` frames along its centre's velocity.
+
+    The box keeps the end box's size: the edges' own velocities also carry the box's
+    growth (a face turning or nearing the camera), and extrapolated over a second that
+    grew one face on the shared clip to 620 px and masked half the frame.
+    """
+    centre = velocity.reshape(2, 2).mean(axis=0)
+    return end[None, :].astype(np.float64) + steps[:, None] * np.tile(centre, 2)[None, :]
+
+
+def _steps_inside(end: np.ndarray, velocity: np.ndarray, n: int, frame_size: tuple[int, int]) -> int:
+    """How many of the next ``n`` steps leave some of the moved box inside the ``(width, height)`` frame."""
+    if n <= 0:
+        return 0
+    w, h = frame_size
+    m = _moved(end, velocity, np.arange(1, n + 1, dtype=np.float64))
+    out = (m[:, 0] >= w) | (m[:, 2] <= 0) | (m[:, 1] >= h) | (m[:, 3] <= 0)
+    return int(np.argmax(out)) if out.any() else n
+
+
+def extend_track(
+    track: Track, *, before: int, after: int, lo: int, hi: int, frame_size: tuple[int, int] | None = None
+) -> Track:
     """Return a copy extended by up to ``before``/``after`` frames, clamped to ``[lo, hi]``.
 
     A face is usually visible a little before its first and after its last detection
@@ -620,6 +643,9 @@ def extend_track(track: Track, *, before: int, after: int, lo: int, hi: int) -> 
         after: frames to add after ``track.last`` (>= 0).
         lo: first frame of the shot, inclusive; no row is added before it.
         hi: last frame of the shot, inclusive; no row is added after it.
+        frame_size: ``(width, height)``: when given, the extension stops where the
+            extrapolated face has left the picture (on the shared clip, a face leaving
+            through the corner swept a mask 30 frames on, over people still there).
 
     Returns:
         A new ``Track`` (other fields copied) with ``SOURCE_EXTENDED`` rows added.
@@ -634,14 +660,15 @@ def extend_track(track: Track, *, before: int, after: int, lo: int, hi: int) -> 
         raise ValueError(f"track {track.id} is empty")
     n_before = max(0, min(before, track.first - lo))
     n_after = max(0, min(after, hi - track.last))
+    v_first = -_end_velocity(track, at_end=False)
+    v_last = _end_velocity(track, at_end=True)
+    if frame_size is not None:
+        # A face whose path has taken it wholly out of the picture has left: no more rows.
+        n_before = _steps_inside(track.xyxy[0], v_first, n_before, frame_size)
+        n_after = _steps_inside(track.xyxy[-1], v_last, n_after, frame_size)
 
     def grow(end: np.ndarray, velocity: np.ndarray, steps: np.ndarray) -> np.ndarray:
-        # The box moves with its centre's velocity and keeps the end box's size: the edges'
-        # own velocities also carry the box's growth (a face turning or nearing the camera),
-        # and extrapolated over a second that grew one face on the shared clip to 620 px
-        # and masked half the frame.
-        centre = velocity.reshape(2, 2).mean(axis=0)
-        moved = end[None, :].astype(np.float64) + steps[:, None] * np.tile(centre, 2)[None, :]
+        moved = _moved(end, velocity, steps)
         lo_xy = np.minimum(np.minimum(moved[:, :2], moved[:, 2:]), end[None, :2])
         hi_xy = np.maximum(np.maximum(moved[:, :2], moved[:, 2:]), end[None, 2:])
         return np.concatenate([lo_xy, hi_xy], axis=1).astype(np.float32)
@@ -652,12 +679,12 @@ def extend_track(track: Track, *, before: int, after: int, lo: int, hi: int) -> 
     if n_before:
         steps = np.arange(n_before, 0, -1, dtype=np.float64)  # distance back from the first frame
         parts_f.insert(0, np.arange(track.first - n_before, track.first, dtype=np.int64))
-        parts_b.insert(0, grow(track.xyxy[0], -_end_velocity(track, at_end=False), steps))
+        parts_b.insert(0, grow(track.xyxy[0], v_first, steps))
         parts_s.insert(0, np.full(n_before, SOURCE_EXTENDED, np.uint8))
     if n_after:
         steps = np.arange(1, n_after + 1, dtype=np.float64)
         parts_f.append(np.arange(track.last + 1, track.last + 1 + n_after, dtype=np.int64))
-        parts_b.append(grow(track.xyxy[-1], _end_velocity(track, at_end=True), steps))
+        parts_b.append(grow(track.xyxy[-1], v_last, steps))
         parts_s.append(np.full(n_after, SOURCE_EXTENDED, np.uint8))
     return dataclasses.replace(
         track,

@@ -628,3 +628,20 @@ def test_close_contest_is_settled_by_embeddings_not_geometry() -> None:
     # Frame 12: the target is missed; the bystander turns up where it stopped, close to the target.
     out = tracker.update(12, make_faces([[870, 165, 1040, 345]]), embed=embedder.for_frame([1]))
     assert int(out.track_id[0]) == bystander_id != target_id
+
+
+def test_extension_stops_once_the_face_has_left_the_picture() -> None:
+    """Lost at the right edge, moving right 14 px a frame: 30 frames were asked for, but the
+    face is wholly out of a 640 px picture after a few; the extension stops there."""
+    frames = np.arange(0, 7, 2)
+    xyxy = np.array([[500 + 14 * f, 50, 620 + 14 * f, 210] for f in frames], np.float32)
+    xyxy[:, 2] = np.minimum(xyxy[:, 2], 640)
+    track = Track(1, frames, xyxy, np.full(len(frames), SOURCE_DETECTED, np.uint8))
+    free = extend_track(track, before=0, after=30, lo=0, hi=100)
+    held = extend_track(track, before=0, after=30, lo=0, hi=100, frame_size=(640, 360))
+    assert free.last == track.last + 30
+    assert track.last < held.last < track.last + 12
+    # Every frame kept still covers the extrapolated face, which is partly in the picture there.
+    x1_last = xyxy[-1, 0]
+    for f, b in zip(held.frames[len(track):], held.xyxy[len(track):]):
+        assert b[2] >= min(640, x1_last + 14 * (f - track.last))
