@@ -65,25 +65,26 @@ def _one(method: str, clip: str, out: str, target: str) -> dict:
 
 
 def _plain_decode_encode(clip: str, out: str) -> None:
-    """The honest floor: PyAV decode -> x264 encode of the decoded frames, no pixel conversion.
+    """The honest floor: PyAV decode -> encode of the decoded frames, no pixel conversion.
 
-    Same encoder, CRF, preset and threading as blurface's render (media.EncodeSettings,
-    frame threads); audio and other streams are left out.
+    The encoder, pixel format, CRF, preset and thread count blurface's render picks for
+    this input (media.output_format, EncodeSettings.threads); audio and other streams are left out.
     """
     import av
 
-    from blurface.media import EncodeSettings
+    from blurface import media
 
-    settings = EncodeSettings()
+    settings = media.EncodeSettings()
+    target = media.output_format(media.probe(clip), settings, out)
     with av.open(clip) as src, av.open(out, "w") as dst:
         stream = src.streams.video[0]
         stream.thread_type = "AUTO"
-        enc = dst.add_stream(settings.codec, rate=stream.average_rate)
-        enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        enc = dst.add_stream(target.encoder, rate=stream.average_rate)
+        enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, target.pix_fmt
         enc.codec_context.thread_type = "FRAME"
-        enc.codec_context.thread_count = 0
+        enc.codec_context.thread_count = settings.threads
         enc.time_base = stream.time_base
-        enc.options = {"crf": str(settings.crf), "preset": settings.preset}
+        enc.options = dict(target.options)
         for frame in src.decode(stream):
             frame.pict_type = av.video.frame.PictureType.NONE
             for packet in enc.encode(frame):

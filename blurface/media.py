@@ -1258,79 +1258,6 @@ def _even_box(box: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | No
     return y0, y1, x0, x1
 
 
-class _FrameComposer:
-    """Builds the yuv420p frame to encode from the decoded frame and ``process``'s output.
-
-    A round trip YUV -> BGR -> YUV is not free: swscale's fast converters shift
-    colours by a few levels (flat grey 220 comes back as (215, 218, 216)) and its
-    accurate ones cost about 3 ms each way per 720p frame. So when the source is
-    8-bit limited-range 4:2:0 at the output size (nearly every camera and phone
-    file), pixels ``process`` left alone are copied from the decoded YUV planes,
-    and only the even-aligned box around changed pixels is converted back. On
-    hamilton_clip.mp4 an identity transcode then keeps 47.6 dB luma PSNR against
-    the source instead of 43.3 dB, and uses 10% less CPU. Other sources take
-    the accurate BGR -> yuv420p path for the whole frame.
-    """
-
-    def __init__(self, rotation: int, size: tuple[int, int]) -> None:
-        self.rotation = rotation
-        self.size = size  # (width, height) to encode, even
-
-    def passthrough(self, frame: av.VideoFrame) -> bool:
-        w, h = self.size
-        if self.rotation in (90, 270):
-            w, h = h, w
-        return frame.format.name == "yuv420p" and frame.color_range != 2 and (frame.width, frame.height) == (w, h)
-
-    def compose(
-        self,
-        frame: av.VideoFrame,
-        before: np.ndarray | None,
-        after: np.ndarray,
-        changed: np.ndarray | None = None,
-    ) -> av.VideoFrame:
-        """``after``: ``(H, W, 3) uint8`` BGR display picture; ``before``: its copy taken
-        before ``process`` ran, or ``None`` when ``frame`` cannot be passed through or
-        ``changed`` says where ``process`` drew (``(n, 4)`` xyxy display boxes)."""
-        if before is None and changed is None:
-            out = _bgr_to_yuv(self._pad(after), frame.colorspace)
-        else:
-            out = av.VideoFrame(self.size[0], self.size[1], "yuv420p")
-            k = -self.rotation // 90  # np.rot90 turns counter-clockwise
-            for src, dst in zip(frame.planes, out.planes, strict=True):
-                plane = _plane(src)
-                _plane(dst)[...] = np.rot90(plane, k) if k else plane
-            h, w = after.shape[:2]
-            if changed is not None:
-                boxes = [_even_box(b, w, h) for b in changed]
-            else:
-                assert before is not None
-                boxes = [_changed_box(before, after)]
-            dst_planes = [_plane(p) for p in out.planes]
-            for box in boxes:
-                if box is None:
-                    continue
-                y0, y1, x0, x1 = box
-                patch = _bgr_to_yuv(np.ascontiguousarray(after[y0:y1, x0:x1]), frame.colorspace)
-                dst_planes[0][y0:y1, x0:x1] = _plane(patch.planes[0])
-                for c in (1, 2):
-                    dst_planes[c][y0 // 2 : y1 // 2, x0 // 2 : x1 // 2] = _plane(patch.planes[c])
-        # The YUV matrix must be the one the decode used (BT.709 for HD, say).
-        out.colorspace = frame.colorspace
-        out.color_range = 1
-        return out
-
-    def _pad(self, image: np.ndarray) -> np.ndarray:
-        h, w = image.shape[:2]
-        if (w, h) != self.size:
-            # 4:2:0 chroma covers 2x2 pixel blocks, so x264 needs even sides. Padding by
-            # repeating the edge keeps every source pixel and box coordinate unchanged
-            # (scaling would blur and shift them) and, unlike black, adds no visible
-            # border or chroma bleed on the last column/row.
-            image = cv2.copyMakeBorder(image, 0, self.size[1] - h, 0, self.size[0] - w, cv2.BORDER_REPLICATE)
-        return image
-
-
 def _bgr_to_yuv(image: np.ndarray, colorspace: int) -> av.VideoFrame:
     """``(H, W, 3) uint8`` BGR (even sides) to a limited-range yuv420p frame using ``colorspace``'s matrix."""
     frame = av.VideoFrame.from_ndarray(image, format="bgr24")
@@ -1359,16 +1286,6 @@ class FrameMasks(Protocol):
     ) -> None: ...
 
     def plane_fills(self, *, depth: int, colorspace: int, full_range: bool, rgb: bool) -> list[int]: ...
-
-
-def _masks_as_process(masks: FrameMasks) -> Callable[[DecodedFrame], tuple[np.ndarray, np.ndarray]]:
-    def process(frame: DecodedFrame) -> tuple[np.ndarray, np.ndarray]:
-        boxes = masks.boxes(frame.index)
-        if len(boxes):
-            masks.apply(frame.image, boxes)
-        return frame.image, masks.regions(boxes)
-
-    return process
 
 
 @functools.lru_cache(maxsize=None)
@@ -1553,9 +1470,10 @@ class _NativeFrames:
     HDR side data and every unmasked pixel are kept. Masks are drawn into its planes in
     their own depth: a 10-bit source is blurred in 10 bits, with no 8-bit step.
 
-    With ``masks`` nothing else is converted. The ``process`` callback of the older API
-    needs a BGR picture: it gets one (8-bit), and only the boxes it changed are converted
-    back into the planes.
+    With ``masks`` nothing else is converted: a whole-frame YUV -> BGR -> YUV round trip
+    costs about as much as the x264 encode at 720p (accurate swscale, ~3 ms each way) and
+    shifts colours. The ``process`` callback of the older API needs a BGR picture: it gets
+    one (8-bit), and only the boxes it changed are converted back into the planes.
     """
 
     def __init__(
@@ -1627,7 +1545,9 @@ class _NativeFrames:
             padded = _new_frame_like(frame, *self.size)
             for src, dst in zip(frame.planes, padded.planes, strict=True):
                 a, b = _samples(src, self.depth), _samples(dst, self.depth)
-                # Repeat the last row/column: keeps every pixel and box coordinate (see _FrameComposer._pad).
+                # 4:2:0 chroma covers 2x2 pixel blocks, so x264 needs even sides. Repeating the
+                # last row/column keeps every source pixel and box coordinate unchanged (scaling
+                # would blur and shift them) and, unlike black, adds no border or chroma bleed.
                 b[...] = np.pad(a, ((0, b.shape[0] - a.shape[0]), (0, b.shape[1] - a.shape[1])), mode="edge")
             frame = padded
         return frame
@@ -1878,18 +1798,12 @@ def _encode(
                 warnings.append(message)
                 log.warning("%s", message)
 
-        if process is None:
-            if masks is None:
-                raise ValueError("transcode needs process or masks")
-            process, reports_changes = _masks_as_process(masks), True
-        legacy = (
-            target.encoder == "libx264" and target.pix_fmt == "yuv420p" and target.field_order == "progressive"
-            and not target.deinterlace and in_ctx.pix_fmt == "yuv420p" and target.color_range != 2
-        )
-        # 8-bit 4:2:0 H.264 in and out keeps the path below that is tuned and byte-stable;
-        # every other format is built in its own pixel format and depth (_NativeFrames).
-        native = None if legacy else _NativeFrames(info, target, out_size, masks, process, reports_changes)
-        composer = _FrameComposer(info.rotation, out_size)
+        if process is None and masks is None:
+            raise ValueError("transcode needs process or masks")
+        # Every format, 8-bit 4:2:0 H.264 included, is built in its own pixel format and
+        # depth: masks are drawn into the decoded planes (chroma at its own size) and
+        # unmasked frames go to the encoder as decoded, with no conversion at all.
+        native = _NativeFrames(info, target, out_size, masks, process, reports_changes)
         deinterlacer = _Deinterlacer(info.field_order) if target.deinterlace else None
         stored_size = (in_ctx.width, in_ctx.height)
         written = _Written()
@@ -1901,24 +1815,7 @@ def _encode(
             if (frame.width, frame.height) != stored_size:
                 # A mid-stream size change (adaptive streams): the encoder's size is fixed.
                 frame = _resized(frame, stored_size)
-            if native is not None:
-                encoded = native.frame(frame, index, time)
-            else:
-                if composer.passthrough(frame):
-                    image = _to_display(frame, info.rotation)
-                    before = None if reports_changes else image.copy()
-                else:
-                    # Every pixel goes through BGR and back: convert accurately both ways.
-                    image = _to_display(frame, info.rotation, interpolation=_ACCURATE_TO_RGB)
-                    before = None
-                decoded = DecodedFrame(index, time, image)
-                result = process(decoded)
-                changed = None
-                if reports_changes:
-                    result, changed = result  # type: ignore[misc]
-                    changed = np.asarray(changed, np.float32).reshape(-1, 4)
-                image = _check_processed(result, decoded.image.shape, index)
-                encoded = composer.compose(frame, before, image, changed if composer.passthrough(frame) else None)
+            encoded = native.frame(frame, index, time)
             pts = frame.pts
             if pts is None:
                 pts = round((Fraction(info.start_time) + index / info.fps) / in_tb)
