@@ -409,15 +409,28 @@ def _range_frames(
         yield from decoder.decode(packet)
 
 
-def frame_at(info: VideoInfo, index: int, *, times: np.ndarray | None = None) -> np.ndarray:
-    """Frame ``index`` (numbered as in a full decode) as ``(H, W, 3) uint8`` BGR, display orientation.
+def frame_at(info: VideoInfo, index_or_time: int | float, *, times: np.ndarray | None = None) -> np.ndarray:
+    """One frame as ``(H, W, 3) uint8`` BGR, display orientation.
 
+    ``index_or_time``: an ``int`` is a frame index, numbered as in a full decode; a
+    ``float`` is a presentation time in seconds (as ``DecodedFrame.time``, start offset
+    included) and picks the frame on screen then: the last one starting at or before it.
     Seeks to the keyframe before it and decodes forward: cheap anywhere in a long file.
 
     Raises:
-        MediaError: the file cannot be read, or has no frame ``index``.
+        MediaError: the file cannot be read, or has no such frame.
     """
     times = frame_times(info) if times is None else np.asarray(times, np.float64)
+    if isinstance(index_or_time, (float, np.floating)):
+        t = float(index_or_time)
+        # A frame lasts until the next one starts; the last one for a frame's duration.
+        end = float(times[-1]) + 1 / float(info.fps) if len(times) else 0.0
+        if not len(times) or not float(times[0]) <= t < end:
+            raise MediaError(f"{info.path}: has no frame at {t:.3f} s (its frames span "
+                             f"{float(times[0]) if len(times) else 0:.3f}-{end:.3f} s)")
+        index = int(np.searchsorted(times, t + 1e-9, side="right")) - 1
+    else:
+        index = int(index_or_time)
     if not 0 <= index < len(times):
         raise MediaError(f"{info.path}: has no frame {index} (it has {len(times)})")
     t = float(times[index])
