@@ -3,10 +3,12 @@
     python benchmarks/speed.py                 # 720p and 1080p synthetic clips with faces and audio
     python benchmarks/speed.py --long          # also memory flatness: a 10-minute vs a 10-second clip
     python benchmarks/speed.py --clip FILE --target PHOTO   # your own file
+    python benchmarks/speed.py --profile       # also where the time goes at 720p (cProfile, one process)
 
 Each method runs in its own process so peak RSS is its own. Printed per clip:
 fps, wall time as a ratio of a plain PyAV decode + encode (no pixel conversion, same
-encoder settings), peak RSS,
+encoder settings), peak RSS, the render step alone (the plan blurface just wrote,
+rendered again: decode, mask, encode),
 the naive per-frame baseline's fps (on the first frames only: it is slow), and
 leak/collateral of the blurface output judged from pixels.
 """
@@ -44,7 +46,15 @@ def _one(method: str, clip: str, out: str, target: str) -> dict:
         from blurface.pipeline import blur_video
 
         preset = method.split(":", 1)[1] if ":" in method else "balanced"
-        blur_video(clip, out, targets=[target], overwrite=True, analysis=preset)
+        blur_video(clip, out, targets=[target], overwrite=True, analysis=preset, plan_path=_plan_path(out))
+    elif method.startswith("render"):
+        # The render step alone, from the plan the blurface run above saved.
+        from blurface.pipeline import render
+        from blurface.plan import Plan
+
+        plan = Plan.load(_plan_path(out.replace(".render_", ".blurface_")))
+        started = time.perf_counter()
+        render(plan, out, overwrite=True, info=info)
     elif method == "baseline":
         from baseline import naive_blur
 
@@ -64,26 +74,31 @@ def _one(method: str, clip: str, out: str, target: str) -> dict:
     return {"method": method, "seconds": seconds, "frames": frames}
 
 
-def _plain_decode_encode(clip: str, out: str) -> None:
-    """The honest floor: PyAV decode -> x264 encode of the decoded frames, no pixel conversion.
+def _plan_path(out: str) -> str:
+    return str(Path(out).with_suffix(".plan.json"))
 
-    Same encoder, CRF, preset and threading as blurface's render (media.EncodeSettings,
-    frame threads); audio and other streams are left out.
+
+def _plain_decode_encode(clip: str, out: str) -> None:
+    """The honest floor: PyAV decode -> encode of the decoded frames, no pixel conversion.
+
+    The encoder, pixel format, CRF, preset and thread count blurface's render picks for
+    this input (media.output_format, EncodeSettings.threads); audio and other streams are left out.
     """
     import av
 
-    from blurface.media import EncodeSettings
+    from blurface import media
 
-    settings = EncodeSettings()
+    settings = media.EncodeSettings()
+    target = media.output_format(media.probe(clip), settings, out)
     with av.open(clip) as src, av.open(out, "w") as dst:
         stream = src.streams.video[0]
         stream.thread_type = "AUTO"
-        enc = dst.add_stream(settings.codec, rate=stream.average_rate)
-        enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, "yuv420p"
+        enc = dst.add_stream(target.encoder, rate=stream.average_rate)
+        enc.width, enc.height, enc.pix_fmt = stream.codec_context.width, stream.codec_context.height, target.pix_fmt
         enc.codec_context.thread_type = "FRAME"
-        enc.codec_context.thread_count = 0
+        enc.codec_context.thread_count = settings.threads
         enc.time_base = stream.time_base
-        enc.options = {"crf": str(settings.crf), "preset": settings.preset}
+        enc.options = dict(target.options)
         for frame in src.decode(stream):
             frame.pict_type = av.video.frame.PictureType.NONE
             for packet in enc.encode(frame):
@@ -150,6 +165,79 @@ def bench_clip(label: str, clip: Path, target: Path, truth: list | None, workdir
     return rows
 
 
+# Where the time goes: (stage, pass, how cProfile names the functions that do it). The
+# numbers are cumulative seconds of those functions; stages can nest (decode runs inside
+# the analysis), so they do not add up to the total.
+STAGES = [
+    ("start-up: models, reference photos", "analysis", ["blurface.pipeline:default_engine", "blurface.gallery:Gallery.from_paths"]),
+    ("decode (grey, BGR where detected)", "analysis", ["blurface.media.decode:iter_frames"]),
+    ("scene cuts", "analysis", ["blurface.track:SceneCutDetector.update"]),
+    ("detection: whole-frame passes", "analysis", ["blurface.detectors:CenterFace.detect"]),
+    ("detection: regions of followed faces", "analysis", ["blurface.detectors:CenterFace.detect_regions"]),
+    ("embeddings for decisions", "analysis", ["blurface.embedding:embed_until_clear"]),
+    ("tracking (with its own embeddings)", "analysis", ["blurface.track:FaceTracker.update"]),
+    ("every dlib embedding (both above)", "analysis", ["~compute_face_descriptor"]),
+    ("decode", "render", ["blurface.media.decode:_FrameDecoder.decode"]),
+    ("frames built (masks included)", "render", ["blurface.media.native:_NativeFrames.frame"]),
+    ("masks drawn in the planes", "render", ["blurface.mask:Masker.apply_planes"]),
+    ("encode (x264) and mux", "render", ["~encode' of 'av.", "~mux' of 'av."]),
+]
+
+
+def _code_key(spec: str) -> tuple[str, int, str]:
+    """cProfile's key (file, first line, name) of ``module:qualname``."""
+    import importlib
+
+    module, qualname = spec.split(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    code = getattr(obj, "__func__", obj).__code__
+    return code.co_filename, code.co_firstlineno, code.co_name
+
+
+def profile(clip: Path, target: Path, work: Path) -> None:
+    """Run blurface once under cProfile (in a child) and print seconds per stage."""
+    out = work / "profile.mp4"
+    code = (
+        "import cProfile, dataclasses, sys;"
+        "from blurface.pipeline import PRESETS, blur_video;"
+        # Embeddings in this process, so the profile sees them (the default uses a worker on the other core).
+        "s = dataclasses.replace(PRESETS['balanced'], embed_process=False);"
+        "cProfile.run('blur_video(sys.argv[1], sys.argv[2], targets=[sys.argv[3]], overwrite=True, analysis=s)', sys.argv[4])"
+    )
+    stats_file = work / "profile.pstats"
+    subprocess.run([sys.executable, "-c", code, str(clip), str(out), str(target), str(stats_file)],
+                   check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    import pstats
+
+    from blurface import media
+
+    info = media.probe(clip)
+    frames = info.frame_count
+    stats = pstats.Stats(str(stats_file)).stats  # type: ignore[attr-defined]
+
+    def seconds(specs: list[str]) -> float:
+        total = 0.0
+        for spec in specs:
+            if spec.startswith("~"):
+                total += sum(v[3] for k, v in stats.items() if k[0] == "~" and spec[1:] in k[2])
+            else:
+                key = _code_key(spec)
+                total += stats[key][3] if key in stats else 0.0
+        return total
+
+    whole = {"analysis": seconds(["blurface.pipeline:make_plan"]), "render": seconds(["blurface.pipeline:render"])}
+    print(f"\nprofile, {info.width}x{info.height}, {frames} frames, one process (embeddings inline), cProfile overhead"
+          " included; decode and x264 run on threads of their own, so a pass's stages can add up to more than it:")
+    for name in ("analysis", "render"):
+        print(f"  {name:38} {whole[name]:6.1f} s {1000 * whole[name] / frames:7.1f} ms/frame")
+        for stage, where, specs in STAGES:
+            if where == name:
+                t = seconds(specs)
+                print(f"    {stage:36} {t:6.1f} s {1000 * t / frames:7.1f} ms/frame {100 * t / max(whole[name], 1e-9):4.0f}%")
+
+
 def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--one":
         method, clip, out, target = sys.argv[2:6]
@@ -163,10 +251,12 @@ def main() -> int:
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--presets", default="balanced", help="comma-separated: fast,balanced,thorough")
     p.add_argument("--json", help="write all rows as JSON")
+    p.add_argument("--profile", action="store_true", help="also profile blurface at 720p: where the time goes")
     args = p.parse_args()
     # "plain" (PyAV decode + encode, no pixel conversion) is the floor every ratio is against;
     # "transcode" (media.transcode with an identity callback: BGR and back) is shown beside it.
-    methods = ["plain", "transcode"] + [f"blurface:{x}" for x in args.presets.split(",")]
+    presets = args.presets.split(",")
+    methods = ["plain", "transcode"] + [f"blurface:{x}" for x in presets] + [f"render:{x}" for x in presets]
     if not args.no_baseline:
         methods.append("baseline")
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
@@ -185,6 +275,8 @@ def main() -> int:
                 clip = work / f"synthetic_{label}.mp4"
                 truth = make_clip(clip, actors=cast, width=w, height=h, frames=n)
                 all_rows[label] = bench_clip(label, clip, target, truth, work, methods)
+                if args.profile and label == "720p30":
+                    profile(clip, target, work)
             if args.long:
                 for label, n in (("360p 10 s", 300), ("360p 10 min", 18000)):
                     clip = work / f"long_{n}.mp4"

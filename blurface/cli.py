@@ -376,12 +376,12 @@ def _cmd_blur(args: argparse.Namespace) -> int:
     render_settings = _render_settings(args)
     info = media.probe(args.video)
     out = Path(args.output) if args.output else media.default_output_path(args.video)
-    # Refuse a bad output before the analysis, which may take long.
-    media.check_output(args.video, out, overwrite=args.overwrite)
-    media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
     if args.plan:
         _check_side_file(args.plan, "--plan", [args.video, out])
     if _wants_editor_outputs(args):
+        # Refuse a bad output before the analysis, which may take long (blur_video does the same).
+        media.check_output(args.video, out, overwrite=args.overwrite)
+        media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
         return _run_for_editors(args, out, render_settings, plan_in=None)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
@@ -399,6 +399,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             plan_path=args.plan,
             progress=bars,
+            info=info,
         )
     finally:
         bars.close()
@@ -490,7 +491,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     settings = _render_settings(args)
     plan = Plan.load(args.plan)
-    media.probe(args.video)  # a clear error for a bad video before anything else
+    info = media.probe(args.video)  # a clear error for a bad video before anything else
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
     if _wants_editor_outputs(args):
@@ -498,7 +499,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     bars = _Bars(plan.frame_count, enabled=not args.quiet)
     try:
         result = render(plan, out, settings=settings, src=args.video, overwrite=args.overwrite,
-                        progress=bars)
+                        progress=bars, info=info)
     finally:
         bars.close()
     if not args.quiet:

@@ -231,4 +231,4 @@ class Masker:
                 inside = np.zeros(region.shape[:2], np.uint8)
                 center = ((px1 + px2) / 2 - ix1, (py1 + py2) / 2 - iy1)
                 cv2.ellipse(inside, (center, (px2 - px1, py2 - py1), 0), 255, -1)
-                region[inside > 0] = hidden[inside > 0]
+                cv2.copyTo(hidden, inside, region)  # in place; ~5x faster than boolean indexing

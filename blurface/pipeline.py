@@ -621,14 +621,17 @@ def render(
     src: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
 ) -> Result:
     """Decode ``src`` (default: the plan's video) again, mask per ``plan`` and write ``dst``.
+
+    ``info``: that video's probe, when the caller has it (saves probing again).
 
     Raises:
         InputError: the video is not the one the plan was made for.
         OutputError: ``dst`` exists (without ``overwrite``), is the input, or is not writable.
     """
-    info = media.probe(src if src is not None else plan.video.path)
+    info = info if info is not None else media.probe(src if src is not None else plan.video.path)
     check_same_video(info, plan)
     masks = _PlanMasks(plan, settings.masker(), fields=info.interlaced and not settings.encode.deinterlace,
                        progress=progress)
@@ -662,8 +665,11 @@ def make_plan(
     analysis: AnalysisSettings | str = "balanced",
     strict_reference: bool = False,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
 ) -> Plan:
     """Load the reference people and analyse ``src``: the plan :func:`blur_video` renders.
+
+    ``info``: ``src``'s probe, when the caller has it (saves probing again).
 
     The plan comes back as :meth:`Plan.save` writes it (boxes to 0.1 px), so a
     render of it and a later render of the saved file give the same bytes.
@@ -685,7 +691,8 @@ def make_plan(
     else:
         gallery = Gallery()
     decision = DecisionSettings(mode=mode, people=tuple(gallery.names), tolerance=tolerance, mask_unsure=mask_unsure)
-    plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress)
+    plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress,
+                   info=info)
     return plan.as_saved()
 
 
@@ -704,28 +711,33 @@ def blur_video(
     overwrite: bool = False,
     plan_path: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
 ) -> Result:
     """Mask ``targets`` (or everyone but ``keep``, or ``all_faces``) in ``src``; write ``dst``.
 
     ``dst`` defaults to ``video.blurred.mp4`` beside ``video.mp4``. Exactly one of
-    ``targets``, ``keep`` and ``all_faces`` must be given.
+    ``targets``, ``keep`` and ``all_faces`` must be given. ``info``: ``src``'s probe,
+    when the caller has it: the file is then probed nowhere else.
 
     Raises:
         InputError: bad combination of options, unusable video or reference.
-        OutputError: ``dst`` cannot be written.
+        OutputError: ``dst`` cannot be written, or not in the requested codec (checked
+            before the analysis, which may take long).
     """
     chosen = [bool(targets), bool(keep), bool(all_faces)]
     if sum(chosen) != 1:
         raise InputError("give exactly one of targets, keep or all_faces")
     dst = Path(dst) if dst is not None else media.default_output_path(src)
     media.check_output(src, dst, overwrite=overwrite)
+    info = info if info is not None else media.probe(src)
+    media.output_format(info, render_settings.encode, dst)  # e.g. ProRes into .mp4: refused before the analysis
     started = time.perf_counter()
     plan = make_plan(
         src, targets=targets, keep=keep, all_faces=all_faces, tolerance=tolerance, mask_unsure=mask_unsure,
-        analysis=analysis, strict_reference=strict_reference, progress=progress,
+        analysis=analysis, strict_reference=strict_reference, progress=progress, info=info,
     )
     analysed = time.perf_counter() - started
-    result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress)
+    result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress, info=info)
     # Written only once the video is: an interrupted run leaves neither behind.
     if plan_path is not None:
         plan.metadata_dropped = list(result.metadata_dropped)

@@ -98,3 +98,25 @@ def test_python_dash_m_usage_error_exits_2() -> None:
     )
     assert done.returncode == 2
     assert "exactly one of --target, --keep or --all" in done.stderr
+
+
+def test_each_input_is_probed_once(video_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI probes the video and hands the VideoInfo on: analysis and render do not probe it again."""
+    from blurface import media
+
+    src = video_factory("once.mp4", n_frames=6, audio=("aac",))
+    real_probe = media.probe
+    probed: list[str] = []
+
+    def counting_probe(path):  # noqa: ANN001, ANN202
+        probed.append(str(path))
+        return real_probe(path)
+
+    monkeypatch.setattr(media, "probe", counting_probe)
+    plan = tmp_path / "once.plan.json"
+    assert main([str(src), "--all", "-q", "-o", str(tmp_path / "a.mp4"), "--plan", str(plan)]) == 0
+    assert probed.count(str(src)) == 1, probed
+    probed.clear()
+    assert main(["render", str(src), "--plan", str(plan), "-q", "-o", str(tmp_path / "b.mp4")]) == 0
+    assert probed.count(str(src)) == 1, probed
+    assert real_probe(tmp_path / "b.mp4").frame_count == 6

@@ -619,7 +619,7 @@ def test_disk_full_simulated(video_factory, out_dir, capsys, monkeypatch):
         assert tmp.exists()
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
 
-    monkeypatch.setattr(media, "_encode", encode_then_disk_full)
+    monkeypatch.setattr(media.encode, "_encode", encode_then_disk_full)  # transcode looks it up there
     before = snapshot(src)
     code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4")
     assert_refused(code, lines, 1, [str(out_dir), "no space left on the disk"], out_dir, before)

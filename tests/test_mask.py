@@ -75,3 +75,67 @@ def test_pixelate_makes_blocks() -> None:
 def test_bad_settings_raise(bad) -> None:
     with pytest.raises(ValueError):
         Masker(Blur(), **bad)
+
+
+def textured_frame(h: int = 360, w: int = 640) -> np.ndarray:
+    """Smooth colour texture (face-like detail, no 1-pixel noise that 4:2:0 would alias)."""
+    small = np.random.default_rng(5).integers(0, 256, (h // 8, w // 8, 3), dtype=np.uint8)
+    image = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    image[..., 2] = np.clip(image[..., 2] * 0.5 + np.arange(w) / w * 120, 0, 255).astype(np.uint8)
+    return image
+
+
+def to_yuv420(image: np.ndarray) -> list[np.ndarray]:
+    """BGR to limited-range BT.709 yuv420p planes, converted as the renderer converts (accurate swscale)."""
+    import av
+
+    from blurface import media
+
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+    frame.colorspace, frame.color_range = 1, 2
+    frame = frame.reformat(format="yuv420p", interpolation=media._ACCURATE_TO_YUV, dst_colorspace=1, dst_color_range=1)
+    return [media._samples(p, 8).copy() for p in frame.planes]
+
+
+# (effect, largest mean chroma difference inside the masks). Luma agrees within 2 levels for
+# every effect. Chroma is masked at its own (half) size: blur smooths it a little more and
+# pixelate's block edges land on even pixels, so chroma is compared on average.
+YUV_CASES = [(Blur(), 5.0), (Pixelate(), 4.0), (Solid(color=(40, 180, 230)), 0.0)]
+
+
+@pytest.mark.parametrize(("effect", "chroma_tolerance"), YUV_CASES, ids=["blur", "pixelate", "solid"])
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_masking_the_yuv_planes_matches_masking_bgr(effect, chroma_tolerance, shape) -> None:
+    """The renderer masks 4:2:0 planes directly; the picture must be the one the BGR masker draws."""
+    image = textured_frame()
+    boxes = np.array([[200, 100, 300, 220], [455.3, 201.7, 521.9, 281.2], [-30, 250, 40, 340]], np.float32)
+    masker = Masker(effect, shape=shape)
+    bgr_masked = image.copy()
+    masker.apply(bgr_masked, boxes)
+    expected = to_yuv420(bgr_masked)
+    original = to_yuv420(image)
+    planes = [p.copy() for p in original]
+    fills = masker.plane_fills(depth=8, colorspace=1, full_range=False)
+    masker.apply_planes(planes, boxes, shifts=[(0, 0), (1, 1), (1, 1)], fills=fills)
+
+    inside = np.zeros(image.shape[:2], np.uint8)
+    for x1, y1, x2, y2 in padded_boxes(boxes, masker.pad):
+        if shape == "box":
+            cv2.rectangle(inside, (int(x1), int(y1)), (int(x2), int(y2)), 255, -1)
+        else:
+            cv2.ellipse(inside, (((x1 + x2) / 2, (y1 + y2) / 2), (x2 - x1, y2 - y1), 0), 255, -1)
+    for index, (got, want, before) in enumerate(zip(planes, expected, original, strict=True)):
+        size = (got.shape[1], got.shape[0])
+        cover = cv2.resize(inside, size, interpolation=cv2.INTER_AREA)
+        # Two samples in from each mask edge: at the edge a chroma sample is half face, half background.
+        core = cv2.erode((cover == 255).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        diff = np.abs(got.astype(int) - want.astype(int))[core]
+        assert core.sum() > 1000
+        assert not np.array_equal(got[core], before[core]), "the mask changed nothing"
+        if index == 0:
+            assert diff.max() <= 3, diff.max()
+        else:
+            assert diff.mean() <= chroma_tolerance + 0.5, (index, diff.mean())
+        # Nothing moves outside the mask: chroma may cover at most one more sample at the edges.
+        near = cv2.dilate((cover > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+        assert np.array_equal(got[~near], before[~near])

@@ -165,6 +165,23 @@ def test_iter_frames_yields_every_frame_in_order(video_factory):
         assert f.full is None and f.full_image() is f.image
 
 
+@pytest.mark.parametrize("spec", [dict(vfr=True), dict(video_start=0.5)])
+def test_frame_at_a_time_is_the_frame_on_screen_then(video_factory, spec):
+    info = media.probe(video_factory(n_frames=14, **spec))
+    frames = list(media.iter_frames(info))
+    times = media.frame_times(info)
+    ends = [f.time for f in frames[1:]] + [frames[-1].time + 1 / float(info.fps)]
+    for i in (0, 5, 13):
+        assert level_of(media.frame_at(info, frames[i].time, times=times)) == i % len(LEVELS)
+        # Halfway to the next frame the same frame is still on screen.
+        halfway = (frames[i].time + ends[i]) / 2
+        assert np.array_equal(media.frame_at(info, halfway), frames[i].image)
+        assert np.array_equal(media.frame_at(info, i), frames[i].image)  # an int is an index
+    for outside in (frames[0].time - 0.01, ends[-1] + 0.01):
+        with pytest.raises(MediaError, match="has no frame at"):
+            media.frame_at(info, outside, times=times)
+
+
 def test_iter_frames_scales_and_gives_full_frame_lazily(video_factory):
     info = media.probe(video_factory(width=160, height=120, n_frames=4))
     for f in media.iter_frames(info, size=(80, 60)):

@@ -31,16 +31,14 @@ from blurface import media
 
 real_transcode = media.transcode
 
-def slow_transcode(info, dst, process=None, **kwargs):
-    # The render hands over its masks (boxes per frame); other callers a per-frame process.
-    masks = kwargs.get("masks")
-    if masks is not None:
+def slow_transcode(info, dst, process=None, *, masks=None, **kwargs):
+    if masks is not None:  # the render passes masks (drawn in the planes), not a callback
         boxes = masks.boxes
         def slow_boxes(index):
             time.sleep(0.05)
             return boxes(index)
         masks.boxes = slow_boxes
-        return real_transcode(info, dst, process, **kwargs)
+        return real_transcode(info, dst, masks=masks, **kwargs)
     def slow(frame):
         time.sleep(0.05)
         return process(frame)

@@ -1,0 +1,275 @@
+"""Probe: what blurface needs to know about an input, and the low-level readers.
+
+:func:`probe` reads a file's :class:`~blurface.types.VideoInfo` and refuses anything that
+is not a video; the helpers open inputs, find the video stream and demux packets for the
+other modules of :mod:`blurface.media`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+
+from .. import formats
+from ..types import MediaError, StreamInfo, VideoInfo
+
+log = logging.getLogger(__name__)
+
+
+# Demuxers that read one picture file; FFmpeg presents each as a one-frame "video".
+_IMAGE_DEMUXERS = ("image2", "image2pipe")
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Describe the video at ``path``.
+
+    Decodes the first frame, because rotation is only reliably exposed on frames
+    (the display matrix) and because a file whose first frame cannot be decoded
+    is not worth accepting.
+
+    Returns:
+        :class:`VideoInfo` with the *display* size (after rotation), ``rotation`` as
+        the clockwise angle (0/90/180/270) to apply to decoded pictures, ``fps`` and
+        ``time_base`` as exact fractions, ``start_time``/``duration`` of the video
+        stream in seconds, and ``frame_count`` from the container (exact for
+        MP4/MOV) or estimated from duration x fps (Matroska and others).
+
+    Raises:
+        MediaError: missing file, a directory, an empty file, not a media file,
+            no video stream (e.g. audio only), a still image, or no decodable frame.
+    """
+    p = _check_readable(path)
+    container = _open_input(p)
+    try:
+        if _is_still_image(container):
+            raise MediaError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
+        stream = _video_stream(container)
+        if stream is None:
+            kinds = sorted({s.type for s in container.streams})
+            if not kinds:
+                raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
+            raise MediaError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
+        first = _first_frame(container, stream, p)
+        rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
+        if rotation not in (0, 90, 180, 270):
+            log.warning("%s: rotation of %d degrees is not a multiple of 90; ignoring it", p, rotation)
+            rotation = 0
+
+        time_base = Fraction(stream.time_base) if stream.time_base else Fraction(1, 90000)
+        fps = _frame_rate(stream, p)
+        if stream.start_time is not None:
+            start = float(stream.start_time * time_base)
+        elif first.pts is not None:
+            start = float(first.pts * time_base)
+        else:
+            start = 0.0
+        duration = _stream_duration(container, stream, time_base, start)
+        frame_count = _frame_count(stream, duration, fps)
+
+        ctx = stream.codec_context
+        width, height = ctx.width, ctx.height
+        if rotation in (90, 270):
+            width, height = height, width
+        bit_rate = ctx.bit_rate or container.bit_rate or None
+        return VideoInfo(
+            path=str(p),
+            container=container.format.name,
+            width=width,
+            height=height,
+            rotation=rotation,
+            fps=fps,
+            time_base=time_base,
+            start_time=start,
+            duration=duration,
+            frame_count=int(frame_count),
+            codec=_codec_name(stream),
+            pix_fmt=ctx.pix_fmt or "",
+            bit_rate=int(bit_rate) if bit_rate else None,
+            streams=tuple(_stream_info(s) for s in container.streams),
+            field_order=_field_order(ctx, first),
+        )
+    finally:
+        container.close()
+
+
+def _field_order(ctx: av.codec.context.CodecContext, first: av.VideoFrame) -> str:
+    """The stream's field order once a frame is decoded (MPEG-2 and H.264 set it then)."""
+    order = formats.FIELD_ORDERS.get(int(ctx.field_order or 0), "unknown")
+    if order == "unknown":
+        # Not stated: an interlaced first frame without an order is taken as top field first.
+        return "tt" if first.interlaced_frame else "progressive"
+    return order
+
+
+def _check_readable(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p}: no such file: check the path")
+    if p.is_dir():
+        raise MediaError(f"{p}: is a directory, not a video file")
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise MediaError(f"{p}: cannot be read ({e.strerror})") from e
+    if size == 0:
+        raise MediaError(f"{p}: is empty (0 bytes): the copy or download probably failed")
+    return p
+
+
+def _open_input(p: Path) -> av.container.InputContainer:
+    try:
+        # Tags are not always UTF-8 (or are damaged): replace bad bytes rather than fail.
+        return av.open(str(p), "r", metadata_errors="replace")
+    except av.error.FFmpegError as e:
+        if isinstance(e, av.error.EOFError):
+            raise MediaError(f"{p}: ends too early (FFmpeg: end of file): the file is truncated or damaged") from e
+        if isinstance(e, av.error.InvalidDataError):
+            raise MediaError(
+                f"{p}: is not a readable video (FFmpeg: invalid data): the file is damaged, "
+                "incomplete, or not a media file"
+            ) from e
+        raise MediaError(f"{p}: cannot be opened (FFmpeg: {getattr(e, 'strerror', None) or e})") from e
+    except OSError as e:
+        raise MediaError(f"{p}: cannot be opened: {e.strerror or e}") from e
+
+
+def _is_still_image(container: av.container.InputContainer) -> bool:
+    name = container.format.name
+    return name in _IMAGE_DEMUXERS or name.endswith("_pipe")
+
+
+def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    """First real video stream: cover art (``attached_pic``) is a picture, not the video."""
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
+    try:
+        for frame in container.decode(stream):
+            return frame
+    except av.error.FFmpegError as e:
+        raise MediaError(f"{p}: its first video frame cannot be decoded ({e}): the file is damaged") from e
+    raise MediaError(f"{p}: its video stream holds no decodable frame: the file is damaged or truncated")
+
+
+def _frame_rate(stream: av.VideoStream, p: Path) -> Fraction:
+    # A Matroska file muxed without DefaultDuration reports its time base's rate
+    # (1000, or 30000) here: a rate at or above 1/time_base is a tick, not a frame.
+    tick_rate = 1 / Fraction(stream.time_base) if stream.time_base else None
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate and 0 < rate <= 1000 and (tick_rate is None or rate < tick_rate):
+            return Fraction(rate)
+    rate = _rate_from_packets(p, stream.index)
+    if rate is None:
+        log.warning("%s: frame rate unknown; assuming 30 fps", p)
+        return Fraction(30)
+    return rate
+
+
+# Rates cameras and editors use; a measured rate within 1.5% snaps to one of them.
+_COMMON_RATES = tuple(
+    Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001", "60", "120", "240")
+)
+
+
+def _rate_from_packets(p: Path, index: int, n: int = 60) -> Fraction | None:
+    """Median frame spacing of the first ``n`` packets of stream ``index``, as a rate."""
+    with av.open(str(p), metadata_errors="replace") as container:
+        stream = container.streams[index]
+        if not stream.time_base:
+            return None
+        tb = Fraction(stream.time_base)
+        pts = []
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                pts.append(packet.pts)
+            if len(pts) >= n:
+                break
+    deltas = np.diff(np.sort(np.asarray(pts, np.int64)))
+    deltas = deltas[deltas > 0]
+    if deltas.size == 0:
+        return None
+    rate = 1 / (Fraction(int(np.median(deltas))) * tb)
+    nearest = min(_COMMON_RATES, key=lambda r: abs(r - rate))
+    return nearest if abs(nearest - rate) <= rate * Fraction(15, 1000) else rate.limit_denominator(1001)
+
+
+def _stream_duration(
+    container: av.container.InputContainer, stream: av.VideoStream, time_base: Fraction, start: float
+) -> float:
+    # Matroska has no stream duration, only a per-track DURATION tag. FFmpeg writes
+    # the track's end time there; mkvmerge (which also writes _STATISTICS_* tags)
+    # writes last minus first timestamp. The tag comes first: for Matroska FFmpeg
+    # reports the whole file's duration as the stream's, which a subtitle or audio
+    # track that outlasts the video makes too long (and the count then too high).
+    tags = {k.lower(): v for k, v in stream.metadata.items()}
+    match = re.fullmatch(r"(\d+):(\d+):(\d+(?:\.\d+)?)", tags.get("duration", "").strip())
+    if match:
+        h, m, s = match.groups()
+        seconds = int(h) * 3600 + int(m) * 60 + float(s)
+        return seconds if "_statistics_writing_app" in tags else max(0.0, seconds - start)
+    if stream.duration:
+        return float(stream.duration * time_base)
+    if container.duration:
+        container_start = (container.start_time or 0) / av.time_base
+        return max(0.0, container.duration / av.time_base + container_start - start)
+    return 0.0
+
+
+def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction) -> int:
+    """Frames a full decode yields: exact for MP4/MOV, estimated elsewhere."""
+    if stream.frames > 0:
+        # The MP4 sample table also lists frames an edit list cuts away (a trim made
+        # on a phone, say); FFmpeg flags those as discarded and never outputs them.
+        entries = stream.index_entries
+        if len(entries) == stream.frames:
+            return sum(1 for entry in entries if not entry.is_discard)
+        return stream.frames
+    return max(1, round(duration * fps))
+
+
+def _stream_info(stream: av.stream.Stream) -> StreamInfo:
+    kind = stream.type if stream.type in ("video", "audio", "subtitle", "attachment") else "data"
+    codec = _codec_name(stream)
+    language = stream.metadata.get("language")
+    return StreamInfo(stream.index, kind, codec, None if language in (None, "", "und") else language)
+
+
+def _demux(container: av.container.InputContainer, streams: list[av.stream.Stream], p: Path) -> Iterator[av.Packet]:
+    """``container.demux(streams)`` with read errors turned into :class:`MediaError`."""
+    packets = container.demux(streams)
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as e:
+            raise MediaError(f"{p}: reading failed ({e}): the file is truncated or damaged") from e
+        yield packet
+
+
+def _codec_name(stream: av.stream.Stream) -> str:
+    try:
+        return stream.codec.canonical_name
+    except Exception:  # data/attachment streams may have no codec
+        return stream.metadata.get("mimetype") or "unknown"
+
+
+def _count_video_packets(path: Path) -> int:
+    with av.open(str(path), metadata_errors="replace") as container:
+        stream = _video_stream(container)
+        if stream is None:
+            return 0
+        return sum(1 for packet in container.demux(stream) if packet.size)
+
