@@ -585,7 +585,9 @@ def _close_contest(cost: np.ndarray, cand: np.ndarray, margin: float = _CONTEST_
         if c.shape[axis] < 2:
             continue
         two = np.sort(c, axis=axis).take([0, 1], axis=axis)
-        close = np.isfinite(two).all(axis=axis) & (np.diff(two, axis=axis).squeeze(axis) < margin)
+        finite = np.isfinite(two).all(axis=axis)
+        gap = np.diff(np.where(np.isfinite(two), two, 0.0), axis=axis).squeeze(axis)  # inf - inf would warn
+        close = finite & (gap < margin)
         out |= cand & (np.expand_dims(close, axis) & (c <= np.expand_dims(two.take(1, axis=axis), axis)))
     return out
 
