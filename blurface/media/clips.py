@@ -20,7 +20,7 @@ import av.error
 import numpy as np
 
 from .. import formats
-from ..types import MediaError, OutputError, ProcessingError, VideoInfo
+from ..types import OutputError, ProcessingError, VideoInfo
 from .outputs import (
     _EXTRA_MUX_OPTIONS,
     EncodeSettings,
@@ -30,7 +30,7 @@ from .outputs import (
     cleanup_stale_temps,
 )
 from .planes import _ACCURATE_TO_YUV, _bgr_to_yuv
-from .probing import _count_video_packets, _demux, _open_input, _video_stream
+from .probing import _count_video_packets, _demux, _open_input, _video_input
 from .remux import _DEFAULT_LAYOUTS
 
 log = logging.getLogger(__name__)
@@ -279,11 +279,7 @@ def copy_video_range(info: VideoInfo, dst: str | os.PathLike, start: float, end:
     keyframe on), with the source's timestamps, so it can be analysed in its place.
     """
     src = Path(info.path)
-    inp = _open_input(src)
-    try:
-        stream = _video_stream(inp)
-        if stream is None:
-            raise MediaError(f"{src}: has no video stream")
+    with _video_input(src) as (inp, stream):
         tb = Fraction(stream.time_base)
         with av.open(str(dst), "w", format="matroska", container_options={"avoid_negative_ts": "disabled"}) as out:
             target = out.add_stream_from_template(stream)
@@ -295,6 +291,4 @@ def copy_video_range(info: VideoInfo, dst: str | os.PathLike, start: float, end:
                     break  # a second past the end: every frame shown before ``end`` is in
                 packet.stream = target
                 out.mux(packet)
-    finally:
-        inp.close()
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..types import DecodedFrame, MediaError, VideoInfo
 from .planes import _COLOUR_PROPS, _plane
-from .probing import _demux, _open_input, _video_stream
+from .probing import _demux, _video_input
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +253,7 @@ def iter_frames(
         yield from _iter_range(info, size, fmt, start, end, times)
         return
     p = Path(info.path)
-    container = _open_input(p)
-    try:
-        stream = _video_stream(container)
-        if stream is None:
-            raise MediaError(f"{p}: has no video stream")
+    with _video_input(p) as (container, stream):
         decoder = _FrameDecoder(info, stream)
         rotation = info.rotation
         scaled = size is not None and tuple(size) != (info.width, info.height)
@@ -284,8 +280,6 @@ def iter_frames(
                 full = _lazy_full(frame, rotation)
             yield DecodedFrame(index, time, image, full, thumb)
         decoder.finish()
-    finally:
-        container.close()
 
 
 def _lazy_full(frame: av.VideoFrame, rotation: int) -> Callable[[], np.ndarray]:
@@ -323,11 +317,7 @@ def frame_times(info: VideoInfo) -> np.ndarray:
             full decode can number the frames).
     """
     p = Path(info.path)
-    container = _open_input(p)
-    try:
-        stream = _video_stream(container)
-        if stream is None:
-            raise MediaError(f"{p}: has no video stream")
+    with _video_input(p) as (container, stream):
         tb = Fraction(stream.time_base) if stream.time_base else info.time_base
         pts = []
         for packet in _demux(container, [stream], p):
@@ -336,8 +326,6 @@ def frame_times(info: VideoInfo) -> np.ndarray:
             if packet.pts is None:
                 raise MediaError(f"{p}: a video packet has no timestamp: frames cannot be numbered without decoding all")
             pts.append(packet.pts)
-    finally:
-        container.close()
     return np.sort(np.asarray(pts, np.int64)).astype(np.float64) * float(tb)
 
 
@@ -363,11 +351,7 @@ def _iter_range(
     # A frame's time matches a planned time within half the shortest frame interval.
     gaps = np.diff(times)
     tolerance = 0.5 * float(gaps[gaps > 0].min()) if np.any(gaps > 0) else 0.5 / float(info.fps or 30)
-    container = _open_input(p)
-    try:
-        stream = _video_stream(container)
-        if stream is None:
-            raise MediaError(f"{p}: has no video stream")
+    with _video_input(p) as (container, stream):
         tb = Fraction(stream.time_base) if stream.time_base else info.time_base
         decoder = _FrameDecoder(info, stream)
         # Seek to the keyframe before the first wanted frame. If the demuxer lands after
@@ -398,8 +382,6 @@ def _iter_range(
             yield DecodedFrame(index, float(t), decoded.image, decoded.full, decoded.thumb)
         if expected <= last:
             raise MediaError(f"{p}: decoded frames up to {expected - 1} of {first}..{last}: the file is truncated or damaged")
-    finally:
-        container.close()
 
 
 def _range_frames(

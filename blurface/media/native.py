@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from .. import formats
-from ..types import DecodedFrame, MediaError, OutputError, ProcessingError, VideoInfo
+from ..types import DecodedFrame, OutputError, ProcessingError, VideoInfo
 from .outputs import OUTPUT_FORMATS, EncodeSettings
 from .planes import (
     _ACCURATE_TO_RGB,
@@ -31,7 +31,7 @@ from .planes import (
     _pix_info,
     _samples,
 )
-from .probing import _codec_name, _first_frame, _open_input, _video_stream
+from .probing import _codec_name, _first_frame, _video_input
 
 
 class FrameMasks(Protocol):
@@ -75,11 +75,7 @@ def source_format(info: VideoInfo) -> formats.SourceFormat:
         MediaError: the file cannot be read.
     """
     p = Path(info.path)
-    container = _open_input(p)
-    try:
-        stream = _video_stream(container)
-        if stream is None:
-            raise MediaError(f"{p}: has no video stream")
+    with _video_input(p) as (container, stream):
         ctx = stream.codec_context
         first = _first_frame(container, stream, p)
         side = first.side_data
@@ -107,8 +103,6 @@ def source_format(info: VideoInfo) -> formats.SourceFormat:
             ),
             bit_rate=ctx.bit_rate or None,
         )
-    finally:
-        container.close()
 
 
 def output_format(info: VideoInfo, settings: EncodeSettings = EncodeSettings(), dst: str | os.PathLike | None = None) -> formats.OutputFormat:

@@ -11,6 +11,7 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -152,6 +153,20 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream | No
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return stream
     return None
+
+
+@contextmanager
+def _video_input(p: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """``p`` opened, with its first real video stream; closed on leaving. The one place
+    a reader refuses a file without video, for the decoders, previews and format probes."""
+    container = _open_input(p)
+    try:
+        stream = _video_stream(container)
+        if stream is None:
+            raise MediaError(f"{p}: has no video stream")
+        yield container, stream
+    finally:
+        container.close()
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
