@@ -24,7 +24,9 @@ import numpy as np
 
 from . import boxes, media, metadata
 from .boxes import halfway_boxes
-from .embedding import EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_until_clear
+from .embedding import (
+    EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_now, embed_until_clear,
+)
 from .faces import FaceEngine, sharpness
 from .gallery import Gallery
 from .mask import DEFAULT_PAD, EFFECTS, Masker
@@ -368,7 +370,11 @@ class Analyser:
 
         def embed(rows: np.ndarray) -> np.ndarray:
             self.embeddings_computed += len(rows)
-            return self.engine.embed(image, faces.xyxy[rows])
+            # Crops, not the frame: they can go to the worker, and the embedder converts
+            # only them to RGB (the same descriptors: the crop holds all the landmark model sees).
+            cut = [_crop(image, faces.xyxy[r]) for r in rows]
+            return embed_now([c for c, _ in cut], np.array([b for _, b in cut], np.float32).reshape(-1, 4),
+                             self.engine.embedder, self._executor)
 
         # Embeddings settle crossings (80 ms a face): the tracker asks only for faces whose
         # boxes overlap more than one track. Without them two faces crossing swapped tracks

@@ -15,7 +15,7 @@ from skimage import data
 
 from blurface import boxes, media
 from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector, model_files
-from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone
+from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone, embed_now
 from blurface.faces import Embedder
 from blurface.types import ProcessingError
 
@@ -105,6 +105,49 @@ def test_a_killed_worker_fails_its_jobs_instead_of_hanging(detector: CenterFace,
         worker._proc.wait()
         with pytest.raises(WorkerGone):
             worker.submit(_job(astronaut, detector)).result(timeout=60)
+    finally:
+        worker.close()
+
+
+class _Counting:
+    """An embedder that counts the faces it was given (to see which ones stayed in this process)."""
+
+    def __init__(self) -> None:
+        self.inner, self.faces = Embedder(), 0
+
+    def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray, *, jitters: int = 0) -> np.ndarray:
+        self.faces += len(xyxy)
+        return self.inner.embed(image_bgr, xyxy, jitters=jitters)
+
+
+def test_faces_wanted_at_once_are_shared_with_an_idle_worker_in_order(detector: CenterFace, astronaut: np.ndarray) -> None:
+    """The tracker's crossing embeddings: half go to an idle worker, the result is as if all were done here."""
+    # Five different crops: the astronaut, mirrored, darker, smaller, and mirrored and darker.
+    pictures = [astronaut, astronaut[:, ::-1], (astronaut * 0.6).astype(np.uint8),
+                cv2.resize(astronaut, (320, 320)), (astronaut[:, ::-1] * 0.7).astype(np.uint8)]
+    pictures = [np.ascontiguousarray(p) for p in pictures]
+    found = np.stack([detector.detect(p).xyxy[0] for p in pictures])
+    alone = np.stack([Embedder().embed(p, b[None])[0] for p, b in zip(pictures, found)])
+    assert len({round(float(v), 4) for v in np.linalg.norm(alone - alone[0], axis=1)}) == 5  # all different
+
+    counting = _Counting()
+    assert np.array_equal(embed_now(pictures, found, counting, None), alone) and counting.faces == 5
+    worker = WorkerExecutor()
+    try:
+        counting.faces = 0
+        shared = embed_now(pictures, found, counting, worker)
+        assert counting.faces == 3  # rows 0, 2, 4 here; 1 and 3 in the worker
+        np.testing.assert_allclose(shared, alone, atol=1e-5)
+        # A worker busy with a track's decision is not waited for: all five here.
+        busy = worker.submit(EmbedJob(pictures, found, np.zeros((0, 128), np.float32), [], 0.0, 0.0))
+        counting.faces = 0
+        np.testing.assert_allclose(embed_now(pictures, found, counting, worker), alone, atol=1e-5)
+        assert counting.faces == 5
+        busy.result(timeout=120)
+        # A killed worker: its share is redone here.
+        os.kill(worker._proc.pid, signal.SIGKILL)
+        worker._proc.wait()
+        np.testing.assert_allclose(embed_now(pictures, found, counting, worker), alone, atol=1e-5)
     finally:
         worker.close()
 
