@@ -198,6 +198,24 @@ def test_velocity_predicts_across_skipped_frames_for_small_fast_faces() -> None:
     assert_tracks_valid(tracks, detections, ids)
 
 
+def test_a_face_followed_backwards_predicts_with_the_motion_found_there() -> None:
+    # Born on frame 10 by a whole-frame pass while crossing the frame at 28 px a frame;
+    # frames 7-9 found by following it back. Regions around it must look where it goes,
+    # not where it was born (held-out edges case, seed 104: half a face went unmasked).
+    def truth(f: int) -> list[float]:
+        return box(600 - 28.0 * f, 140, 45)
+
+    tracker = FaceTracker()
+    tid = int(tracker.update(10, make_faces([truth(10)])).track_id[0])
+    _, before, _ = tracker.live(12)
+    np.testing.assert_allclose(before[0], truth(10), atol=1e-3)  # no motion known yet
+    tracker.prepend(tid, [7, 8, 9], [np.array(truth(f), np.float32) for f in (7, 8, 9)])
+    _, after, _ = tracker.live(12)
+    np.testing.assert_allclose(after[0], truth(12), atol=1e-3)
+    # ... so the next detection there joins the same track.
+    assert int(tracker.update(12, make_faces([truth(12)])).track_id[0]) == tid
+
+
 def test_every_detection_gets_a_track_in_clutter() -> None:
     rng = np.random.default_rng(7)
     detections = {}
