@@ -412,3 +412,22 @@ def test_cli_on_a_dask_scheduler_survives_a_killed_worker(four_clips, tmp_path) 
         for p in reversed(started):
             p.kill()
             p.wait()
+
+
+def test_an_interrupt_while_a_finished_file_is_recorded_waits_for_the_record() -> None:
+    """Ctrl-C between taking a finished job and recording it left its staged output behind."""
+    steps: list[str] = []
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with batch._interrupts_deferred():
+                signal.raise_signal(signal.SIGINT)  # arrives mid-record ...
+                steps.append("recorded")  # ... and the record still completes
+            steps.append("after the block")  # never: the interrupt is delivered on leaving it
+        assert steps == ["recorded"]
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with batch._interrupts_deferred():  # nothing caught: nothing delivered
+            steps.append("quiet")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert steps == ["recorded", "quiet"]
