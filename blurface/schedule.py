@@ -81,33 +81,33 @@ class DetectionSchedule:
         self._last_full = -(10**9)
         self._last_follow = -(10**9)
 
-    def step(self, index: int, *, cut: bool, predicted: np.ndarray, lost: np.ndarray | None = None) -> Step:
+    def step(self, index: int, *, cut: bool, predicted: np.ndarray) -> Step:
         """The step for frame ``index``.
 
         Args:
             index: frame index, increasing across calls.
             cut: a shot starts on this frame.
             predicted: ``(n, 4)`` boxes where the live tracks should be on this frame.
-            lost: ``(n,)`` bool, tracks missed at their last look; they are looked for on
-                every frame (not every ``follow_every``) until found or expired.
+                Every one is looked for every ``follow_every`` frames, a track missed at
+                its last look too: looking for it on every frame instead cost, while one
+                face hid another, an embedding of the face in front on every frame (720p
+                speed clip: 77 -> 54 embeddings, 20.6 -> 17.6 s, the same accuracy on the
+                shared clip and on held-out and tuning cases).
         """
         predicted = np.asarray(predicted, np.float32).reshape(-1, 4)
         if cut or index - self._last_full >= self.full_every:
             return self._full(index)
-        lost = np.zeros(len(predicted), bool) if lost is None else np.asarray(lost, bool).reshape(-1)
+        if index - self._last_follow < self.follow_every:
+            return Step(full=False)
         # A face predicted to have left the frame is not looked for (its track expires).
         p = predicted
-        inside = (p[:, 2] > 0) & (p[:, 0] < self.width) & (p[:, 3] > 0) & (p[:, 1] < self.height)
-        predicted, lost = predicted[inside], lost[inside]
-        follow_due = index - self._last_follow >= self.follow_every
-        chosen = predicted if follow_due else predicted[lost]
+        chosen = p[(p[:, 2] > 0) & (p[:, 0] < self.width) & (p[:, 3] > 0) & (p[:, 1] < self.height)]
         if len(chosen) == 0:
             return Step(full=False)
         regions = [boxes.window(b, self.context, self.width, self.height) for b in chosen]
         if len(regions) * self.region_px**2 > 0.5 * self.full_pixels:
             return self._full(index)
-        if follow_due:
-            self._last_follow = index
+        self._last_follow = index
         return Step(full=False, regions=regions)
 
     def _full(self, index: int) -> Step:

@@ -35,15 +35,17 @@ def test_followed_faces_are_searched_in_regions_between_whole_frame_passes() -> 
     assert x2 - x1 == pytest.approx(2.5 * 50, abs=2)
 
 
-def test_follow_every_skips_frames_but_not_lost_faces() -> None:
+def test_follow_every_skips_frames() -> None:
     s = schedule(follow_every=2)
     faces = np.array([[100, 100, 140, 150], [600, 300, 640, 350]], np.float32)
     s.step(0, cut=True, predicted=faces)
-    assert len(s.step(1, cut=False, predicted=faces).regions) == 0
-    lost = np.array([False, True])
-    step = s.step(1, cut=False, predicted=faces, lost=lost)
-    assert len(step.regions) == 1 and step.regions[0][0] > 400
-    assert len(s.step(2, cut=False, predicted=faces).regions) == 2
+    assert not s.step(1, cut=False, predicted=faces).runs
+    step = s.step(2, cut=False, predicted=faces)
+    assert len(step.regions) == 2 and step.regions[1][0] > 400
+    assert not s.step(3, cut=False, predicted=faces).runs
+    # A face predicted outside the frame is not looked for.
+    gone = np.array([[100, 100, 140, 150], [1300, 300, 1340, 350]], np.float32)
+    assert len(s.step(4, cut=False, predicted=gone).regions) == 1
 
 
 def test_a_crowd_gets_a_whole_frame_pass_instead_of_many_regions() -> None:
