@@ -257,17 +257,19 @@ def embed_now(crops: list[np.ndarray], boxes: np.ndarray, embedder: Embeds, exec
         # No people: the worker's early stop is off and it embeds every crop it gets.
         job = EmbedJob([crops[i] for i in away], boxes[away], np.zeros((0, EMBEDDING_DIM), np.float32), [], 0.0, 0.0)
         future = executor.submit(job)
-    here = [i for i in range(len(crops)) if future is None or i not in away]
-    for i in here:
-        out[i] = embedder.embed(crops[i], boxes[i][None])[0]
+
+    def embed_here(rows: list[int]) -> None:
+        for i in rows:
+            out[i] = embedder.embed(crops[i], boxes[i][None])[0]
+
+    embed_here([i for i in range(len(crops)) if future is None or i not in away])
     if future is not None:
         try:
             out[away] = future.result()
         except WorkerGone as e:
             # The worker's own decision jobs are redone by their owner; these are redone here.
             log.warning("%s; embedding these faces in this process", e)
-            for i in away:
-                out[i] = embedder.embed(crops[i], boxes[i][None])[0]
+            embed_here(away)
     return out
 
 

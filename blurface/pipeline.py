@@ -307,7 +307,7 @@ class Analyser:
                 tracker.cut(i)
                 self.cuts.append(i)
                 recent.clear()  # nothing before a cut belongs to the faces after it
-            ids, predicted, _ = tracker.live(i)
+            ids, predicted = tracker.live(i)
             step = schedule.step(i, cut=cut or i == 0, predicted=predicted)
             if step.runs:
                 self._detect_and_track(frame, step, scale, ids, predicted, tracker, recent)

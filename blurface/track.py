@@ -179,6 +179,9 @@ class _LiveTrack:
             self.emb_frames.append(frame)
             self.embs.append(embedding.astype(np.float32))
             self.emb_sum = embedding.astype(np.float64) if self.emb_sum is None else self.emb_sum + embedding
+        self._fit_velocity(window)
+
+    def _fit_velocity(self, window: int) -> None:
         self.velocity = _velocity(np.array(self.det_frames[-window:]), np.array(self.det_boxes[-window:]))
 
     def prepend(self, frames: list[int], boxes: list[np.ndarray], window: int) -> None:
@@ -189,7 +192,7 @@ class _LiveTrack:
         # its earlier frames, its regions stayed where it was born and a face crossing the
         # frame at 28 px a frame was found again only by the next whole-frame pass, 8 frames
         # on (held-out edges case, seed 104: the interpolation between lagged half a face).
-        self.velocity = _velocity(np.array(self.det_frames[-window:]), np.array(self.det_boxes[-window:]))
+        self._fit_velocity(window)
 
     def predict(self, frame: int) -> np.ndarray:
         """Constant-velocity box at ``frame``: ``(4,)`` float64 xyxy.
@@ -375,13 +378,13 @@ class FaceTracker:
         """The id the next new track will get: ids at or above it after an update are new tracks."""
         return self._next_id
 
-    def live(self, frame_index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The live tracks' ``(ids (n,), predicted boxes (n, 4) at frame_index, missed (n,) bool)``."""
+    def live(self, frame_index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The live tracks' ``(ids (n,), predicted boxes (n, 4) at frame_index)``."""
         if not self._live:
-            return np.zeros(0, np.int64), np.zeros((0, 4), np.float32), np.zeros(0, bool)
+            return np.zeros(0, np.int64), np.zeros((0, 4), np.float32)
         ids = np.array([t.id for t in self._live], np.int64)
         pred = np.stack([t.predict(frame_index) for t in self._live]).astype(np.float32)
-        return ids, pred, np.array([t.missed for t in self._live], bool)
+        return ids, pred
 
     def prepend(self, track_id: int, frames: list[int], boxes: list[np.ndarray]) -> None:
         """Add detections before a live track's first one (found by following it backwards).

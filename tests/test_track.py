@@ -207,10 +207,10 @@ def test_a_face_followed_backwards_predicts_with_the_motion_found_there() -> Non
 
     tracker = FaceTracker()
     tid = int(tracker.update(10, make_faces([truth(10)])).track_id[0])
-    _, before, _ = tracker.live(12)
+    _, before = tracker.live(12)
     np.testing.assert_allclose(before[0], truth(10), atol=1e-3)  # no motion known yet
     tracker.prepend(tid, [7, 8, 9], [np.array(truth(f), np.float32) for f in (7, 8, 9)])
-    _, after, _ = tracker.live(12)
+    _, after = tracker.live(12)
     np.testing.assert_allclose(after[0], truth(12), atol=1e-3)
     # ... so the next detection there joins the same track.
     assert int(tracker.update(12, make_faces([truth(12)])).track_id[0]) == tid
