@@ -226,8 +226,10 @@ def run_baseline(clip: Path, out: Path, photos: list[Path]) -> tuple[float, str]
     from blurface.gallery import Gallery, person_from_paths
 
     started = time.perf_counter()
-    engine = FaceEngine()
-    naive_blur(clip, out, Gallery([person_from_paths(list(photos), engine, name=photos[0].stem)]))
+    from blurface.embedders import Dlib
+
+    engine = FaceEngine(embedder=Dlib())  # the naive approach embeds with dlib, as face_recognition does
+    naive_blur(clip, out, Gallery([person_from_paths(list(photos), engine, name=photos[0].stem)], embedder="dlib/resnet_v1"))
     return time.perf_counter() - started, ""
 
 

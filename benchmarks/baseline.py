@@ -23,7 +23,8 @@ import cv2  # noqa: E402
 import dlib  # noqa: E402
 
 from blurface import media  # noqa: E402
-from blurface.faces import Embedder, FaceEngine  # noqa: E402
+from blurface.embedders import Dlib  # noqa: E402
+from blurface.faces import FaceEngine  # noqa: E402
 from blurface.gallery import Gallery  # noqa: E402
 from blurface.mask import Blur, Masker  # noqa: E402
 from blurface.types import DecodedFrame  # noqa: E402
@@ -38,7 +39,7 @@ def naive_blur(src: str | Path, dst: str | Path, gallery: Gallery, *, tolerance:
     every face, a mask where it matches. No tracking, no whole-track decisions.
     """
     hog = dlib.get_frontal_face_detector()
-    embedder = Embedder()
+    embedder = Dlib()
     masker = Masker(Blur())
     info = media.probe(src)
     stats = {"frames": 0, "faces": 0, "masked": 0}
@@ -77,7 +78,8 @@ def main() -> None:
     p.add_argument("--target", action="append", required=True)
     p.add_argument("--tolerance", type=float, default=0.6)
     args = p.parse_args()
-    gallery = Gallery.from_paths(args.target, FaceEngine())
+    # The naive approach embeds with dlib, as face_recognition does.
+    gallery = Gallery.from_paths(args.target, FaceEngine(embedder=Dlib()))
     stats = naive_blur(args.input, args.output, gallery, tolerance=args.tolerance)
     print(f"{stats['frames']} frames in {stats['seconds']:.1f} s ({stats['frames'] / stats['seconds']:.1f} fps), "
           f"{stats['faces']} faces embedded, {stats['masked']} masked")

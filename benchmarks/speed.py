@@ -174,7 +174,7 @@ STAGES = [
     ("scene cuts", "analysis", ["blurface.track:SceneCutDetector.update"]),
     ("detection: whole-frame passes", "analysis", ["blurface.detectors:CenterFace.detect"]),
     ("detection: regions of followed faces", "analysis", ["blurface.detectors:CenterFace.detect_regions"]),
-    ("embeddings for decisions", "analysis", ["blurface.embedding:embed_until_clear"]),
+    ("embeddings for decisions", "analysis", ["blurface.embedding:embed_job"]),
     ("tracking (with its own embeddings)", "analysis", ["blurface.track:FaceTracker.update"]),
     ("every dlib embedding (both above)", "analysis", ["~compute_face_descriptor"]),
     ("decode", "render", ["blurface.media.decode:_FrameDecoder.decode"]),

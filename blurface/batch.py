@@ -83,9 +83,11 @@ class WorkSettings:
     embeddings: tuple[np.ndarray, ...] = ()
 
     def gallery(self):  # noqa: ANN201 - Gallery, imported lazily with the models
-        from .gallery import Gallery, Person
+        from .embedders import embedder_settings
+        from .gallery import Gallery, Person, embedder_tag
 
-        return Gallery([Person(n, e, ["batch"]) for n, e in zip(self.names, self.embeddings)])
+        tag = embedder_tag(embedder_settings(self.analysis.embedder))  # type: ignore[attr-defined]
+        return Gallery([Person(n, e, ["batch"]) for n, e in zip(self.names, self.embeddings)], embedder=tag)
 
     def fingerprint(self) -> str:
         """Hash of every setting that changes an output, and of the gallery's embeddings.

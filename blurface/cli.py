@@ -67,9 +67,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def _add_matching(p: argparse.ArgumentParser) -> None:
+    from .embedders import DEFAULT_EMBEDDER, EMBEDDERS
+
     p.add_argument(
         "--tolerance", type=float, default=None, metavar="D",
-        help="embedding distance at or below which a face is that person (default 0.6; lower is stricter)",
+        help="embedding distance at or below which a face is that person (default: the embedder's, "
+        + ", ".join(f"{n} {e.tolerance}" for n, e in EMBEDDERS.items()) + "; lower is stricter)",
+    )
+    p.add_argument(
+        "--embedder", choices=tuple(EMBEDDERS), default=DEFAULT_EMBEDDER,
+        help=f"who each face is (default {DEFAULT_EMBEDDER}); dlib for faces mostly under 40 px. "
+        "A gallery (.npz) only works with the embedder that made it",
     )
     p.add_argument(
         "--strict-reference", action="store_true",
@@ -360,6 +368,21 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
     return RenderSettings(effect=args.mask, shape=args.shape, pad=pad, encode=encode)
 
 
+def _tolerance(args: argparse.Namespace) -> float:
+    """``--tolerance``, or the chosen embedder's own."""
+    from .embedders import embedder_settings
+
+    return embedder_settings(args.embedder).tolerance if args.tolerance is None else args.tolerance
+
+
+def _analysis(args: argparse.Namespace):  # noqa: ANN202 - AnalysisSettings, imported lazily
+    """The preset ``--fast``/``--thorough`` choose (default balanced), with ``--embedder``."""
+    from .pipeline import PRESETS
+
+    preset = PRESETS["fast" if args.fast else "thorough" if args.thorough else "balanced"]
+    return replace(preset, embedder=args.embedder)
+
+
 def _check_masking(args: argparse.Namespace) -> None:
     chosen = [bool(args.target), bool(args.keep), bool(args.all)]
     if sum(chosen) != 1:
@@ -391,9 +414,9 @@ def _cmd_blur(args: argparse.Namespace) -> int:
             targets=args.target or None,
             keep=args.keep or None,
             all_faces=args.all,
-            tolerance=0.6 if args.tolerance is None else args.tolerance,
+            tolerance=_tolerance(args),
             mask_unsure=args.unsure == "mask",
-            analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+            analysis=_analysis(args),
             render_settings=render_settings,
             strict_reference=args.strict_reference,
             overwrite=args.overwrite,
@@ -436,8 +459,12 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
     _check_side_file(args.output, "--output", list(args.photos))
-    person = person_from_paths(args.photos, FaceEngine(), name=args.name or out.stem, strict=args.strict_reference)
-    Gallery([person]).save(out)
+    from .embedders import make_embedder
+    from .gallery import embedder_tag
+
+    engine = FaceEngine(embedder=make_embedder(args.embedder))
+    person = person_from_paths(args.photos, engine, name=args.name or out.stem, strict=args.strict_reference)
+    Gallery([person], embedder=embedder_tag(engine.embedder)).save(out)
     if not args.quiet:
         print(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)", file=sys.stderr)
     return EXIT_OK
@@ -453,7 +480,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from . import media
 
     info = media.probe(args.video)
-    engine = FaceEngine()
+    from .embedders import make_embedder
+
+    engine = FaceEngine(embedder=make_embedder(args.embedder))
     gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
@@ -461,7 +490,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             args.video,
             gallery,
             engine=engine,
-            tolerance=0.6 if args.tolerance is None else args.tolerance,
+            tolerance=_tolerance(args),
             progress=bars,
         )
     finally:
@@ -581,8 +610,8 @@ def _run_for_editors(
     if plan_in is None:
         analysis = dict(
             targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-            tolerance=0.6 if args.tolerance is None else args.tolerance, mask_unsure=args.unsure == "mask",
-            analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+            tolerance=_tolerance(args), mask_unsure=args.unsure == "mask",
+            analysis=_analysis(args),
             strict_reference=args.strict_reference,
         )
     bars = _Bars(0, enabled=not args.quiet)
@@ -699,7 +728,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         raise _UsageError(f"blurface batch: --report {args.report!r} must end in .csv or .json")
     work = batch.prepare(
         targets=args.target, keep=args.keep, all_faces=args.all, tolerance=args.tolerance,
-        mask_unsure=args.unsure == "mask", analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+        mask_unsure=args.unsure == "mask", analysis=_analysis(args),
         render_settings=_render_settings(args), strict_reference=args.strict_reference,
     )
     bar = _BatchBar(enabled=not args.quiet)
@@ -805,15 +834,15 @@ def _decided_plan(args: argparse.Namespace, bars: _Bars):  # noqa: ANN202 - Plan
         return Plan.load(args.plan)
     return make_plan(
         args.video, targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-        tolerance=0.6 if args.tolerance is None else args.tolerance, mask_unsure=args.unsure == "mask",
-        analysis="fast" if args.fast else "thorough" if args.thorough else "balanced",
+        tolerance=_tolerance(args), mask_unsure=args.unsure == "mask",
+        analysis=_analysis(args),
         strict_reference=args.strict_reference, progress=bars,
     )
 
 
 def _cmd_review(args: argparse.Namespace) -> int:
     from . import media, server
-    from .faces import Embedder
+    from .embedders import make_embedder
     from .pipeline import check_same_video
 
     if sum([bool(args.target), bool(args.keep), bool(args.all), bool(args.plan)]) != 1:
@@ -834,7 +863,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
         plan = _decided_plan(args, bars)
         check_same_video(info, plan)
         session = server.ReviewSession(plan, video, save_path=save, output=out, people_dir=people_dir,
-                                       embedder=Embedder(), render_settings=settings, overwrite=args.overwrite)
+                                       embedder=make_embedder(args.embedder), render_settings=settings, overwrite=args.overwrite)
         session.prepare(progress=bars)
         bars.close()
         httpd = server.ReviewServer(session, args.port)
@@ -862,7 +891,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
 
 def _cmd_people(args: argparse.Namespace) -> int:
     from . import media
-    from .faces import Embedder
+    from .embedders import make_embedder
     from .pipeline import check_same_video, make_plan
     from .plan import Plan
     from .people import write_people
@@ -874,8 +903,8 @@ def _cmd_people(args: argparse.Namespace) -> int:
     try:
         plan = Plan.load(args.plan) if args.plan else make_plan(args.video, all_faces=True, progress=bars)
         check_same_video(info, plan)
-        result = write_people(plan, Embedder(), args.output, src=args.video, overwrite=args.overwrite,
-                              threshold=0.6 if args.tolerance is None else args.tolerance)
+        result = write_people(plan, make_embedder(args.embedder), args.output, src=args.video, overwrite=args.overwrite,
+                              threshold=_tolerance(args))
     finally:
         bars.close()
     for k, group in enumerate(result.groups):

@@ -65,18 +65,11 @@ class Detector(Protocol):
 
 
 def model_files() -> list[tuple[str, Path]]:
-    """``(role, path)`` of every model file blurface loads: the audit report hashes each.
+    """``(role, path)`` of the detector's model file; :func:`blurface.faces.model_files` lists every model.
 
-    Add a model here when a stage starts loading one, so every report names it.
+    Add a model here when the detector starts loading one, so every report names it.
     """
-    from .faces import model_paths  # dlib's files live with their own package
-
-    dlib_files = model_paths()
-    return [
-        ("face detector (CenterFace, onnxruntime)", MODELS_DIR / CENTERFACE_FILE),
-        ("face landmarks (dlib 5-point shape predictor)", dlib_files["shape_predictor_5_face_landmarks.dat"]),
-        ("face embedding (dlib ResNet)", dlib_files["dlib_face_recognition_resnet_model_v1.dat"]),
-    ]
+    return [("face detector (CenterFace, onnxruntime)", MODELS_DIR / CENTERFACE_FILE)]
 
 
 def _threads() -> int:

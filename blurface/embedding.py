@@ -1,7 +1,8 @@
-"""Embedding a track's best face crops until its identity is clear, in this process or in a worker.
+"""Embedding face crops (a track's, spread over its life, or the tracker's), in this process or in a worker.
 
-The caller chooses the executor (:class:`InlineExecutor`, :class:`WorkerExecutor`) and
-passes it to the analysis; the analysis never starts processes by itself.
+The caller may pass an executor (:class:`InlineExecutor`, :class:`WorkerExecutor`) to the
+analysis; without one, the analysis starts a worker through :func:`default_executor` and
+closes it when it is done.
 
 Why the worker is a plain subprocess (``python -m blurface.embedding``) speaking
 length-prefixed ``.npz`` messages over its stdin and stdout, not a
@@ -15,8 +16,8 @@ length-prefixed ``.npz`` messages over its stdin and stdout, not a
   subprocess is allowed anywhere.
 * ``.npz`` messages, no pickle: numbers only.
 
-dlib's descriptor holds the GIL for about 80 ms per face; in a worker it runs beside
-decoding and detection instead of stalling them.
+An embedding costs 16-25 ms of CPU a face with SFace (80 ms with dlib, GIL held); in a
+worker it runs on the second core beside decoding and detection instead of stalling them.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
+from .embedders import DEFAULT_EMBEDDER
 from .types import EMBEDDING_DIM, ProcessingError
 
 log = logging.getLogger(__name__)
@@ -44,36 +46,34 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EmbedJob:
-    """One track's crops to embed, best first, and what makes its decision clear.
+    """Face crops to embed: one track's crops spread over its life, or faces the tracker must tell apart.
 
     Attributes:
-        crops: ``(h, w, 3) uint8`` BGR C-contiguous face crops, best quality first.
+        crops: ``(h, w, 3) uint8`` BGR C-contiguous face crops.
         boxes: ``(k, 4)`` float32 detector box of the face in each crop.
-        prior: ``(m, 128)`` embeddings the track already has.
-        people: each relevant person's reference embeddings, ``(n_i, 128)``.
-        low, high: the track's distance is clear at or below ``low`` or above ``high``.
+        landmarks: ``(k, 5, 2)`` float32 the detector's landmarks in each crop, NaN where
+            unknown (the embedder then finds them itself).
     """
 
     crops: list[np.ndarray]
     boxes: np.ndarray
-    prior: np.ndarray
-    people: list[np.ndarray]
-    low: float
-    high: float
+    landmarks: np.ndarray
 
 
 class Embeds(Protocol):
-    def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray, *, jitters: int = 0) -> np.ndarray: ...
+    def embed(
+        self, image_bgr: np.ndarray, xyxy: np.ndarray, *, landmarks: np.ndarray | None = None, jitters: int = 0
+    ) -> np.ndarray: ...
 
 
 def person_distances(embeddings: np.ndarray, people: list[np.ndarray]) -> np.ndarray:
     """``(n, P)`` distance of each embedding to each person: the median over the person's photos.
 
-    The one rule for a person's distance, used by the gallery and by the early stop here.
+    The one rule for a person's distance, used by the gallery and so by every decision.
     The median, not the minimum: the minimum falls for *everyone* as photos are added
     (more chances of a chance likeness). Measured on the hamilton audience with 5 photos
-    of Obama: median distances Obama 0.648, Lin 0.731 (one photo: 0.649, 0.749); with the
-    minimum Lin dropped to 0.692 and was masked as unsure.
+    of Obama (dlib): median distances Obama 0.648, Lin 0.731 (one photo: 0.649, 0.749);
+    with the minimum Lin dropped to 0.692 and was masked as unsure.
     """
     a = np.asarray(embeddings, np.float32).reshape(-1, EMBEDDING_DIM)
     out = np.full((len(a), len(people)), np.inf, np.float32)
@@ -84,33 +84,24 @@ def person_distances(embeddings: np.ndarray, people: list[np.ndarray]) -> np.nda
     return out
 
 
-def embed_until_clear(job: EmbedJob, embedder: Embeds) -> np.ndarray:
-    """Embed ``job``'s crops best-first until the nearest person is clearly near or far.
+def embed_job(job: EmbedJob, embedder: Embeds) -> np.ndarray:
+    """Embed every crop of ``job``.
 
-    Clear targets and clear strangers cost two embeddings; unsure tracks all their crops.
+    Every crop, with no early stop once the identity looks clear: a track is split
+    where its crops disagree, and a stop after the first two would hide a track that
+    slid onto another face later in its life.
 
     Returns:
-        ``(k, 128)`` float32 embeddings of the first ``k`` crops.
+        ``(k, 128)`` float32, in the order of ``job.crops``.
     """
-    from .plan import track_distance
-
-    out: list[np.ndarray] = []
-    prior = np.asarray(job.prior, np.float32).reshape(-1, EMBEDDING_DIM)
-    for crop, box in zip(job.crops, np.asarray(job.boxes, np.float32).reshape(-1, 4)):
-        out.append(embedder.embed(crop, box[None])[0])
-        evidence = np.concatenate([prior, np.stack(out)])
-        if len(evidence) >= 2 and job.people:
-            d = person_distances(evidence, job.people)
-            best = min(track_distance(d[:, j]) for j in range(d.shape[1]))
-            if best <= job.low or best > job.high:
-                break
-    if not out:
-        return np.zeros((0, EMBEDDING_DIM), np.float32)
-    return np.stack(out).astype(np.float32)
+    marks = np.asarray(job.landmarks, np.float32).reshape(-1, 5, 2)
+    boxes = np.asarray(job.boxes, np.float32).reshape(-1, 4)
+    out = [embedder.embed(crop, boxes[i][None], landmarks=marks[i][None])[0] for i, crop in enumerate(job.crops)]
+    return np.stack(out).astype(np.float32) if out else np.zeros((0, EMBEDDING_DIM), np.float32)
 
 
 class EmbedExecutor(Protocol):
-    """Runs :func:`embed_until_clear` jobs; results come back as futures, in any order of completion."""
+    """Runs :func:`embed_job` jobs; results come back as futures, in any order of completion."""
 
     def submit(self, job: EmbedJob) -> Future: ...
 
@@ -126,7 +117,7 @@ class InlineExecutor:
     def submit(self, job: EmbedJob) -> Future:
         future: Future = Future()
         try:
-            future.set_result(embed_until_clear(job, self.embedder))
+            future.set_result(embed_job(job, self.embedder))
         except Exception as e:  # delivered like a worker's failure
             future.set_exception(e)
         return future
@@ -140,16 +131,19 @@ class WorkerGone(ProcessingError):
 
 
 class WorkerExecutor:
-    """Runs jobs in one ``python -m blurface.embedding`` subprocess, first in, first out.
+    """Runs jobs in one ``python -m blurface.embedding NAME`` subprocess, first in, first out.
+
+    Args:
+        embedder: the name of the embedder the worker loads (see :data:`blurface.embedders.EMBEDDERS`).
 
     Raises:
         ProcessingError: the worker cannot be started.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, embedder: str = DEFAULT_EMBEDDER) -> None:
         try:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "blurface.embedding"],
+                [sys.executable, "-m", "blurface.embedding", embedder],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 # Its own session: a Ctrl-C in the terminal is the parent's to handle;
@@ -232,42 +226,45 @@ class WorkerExecutor:
         self._reader.join(timeout=5)
 
 
-def embed_now(crops: list[np.ndarray], boxes: np.ndarray, embedder: Embeds, executor: EmbedExecutor | None) -> np.ndarray:
+def embed_now(
+    crops: list[np.ndarray], boxes: np.ndarray, landmarks: np.ndarray, embedder: Embeds,
+    executor: EmbedExecutor | None,
+) -> np.ndarray:
     """Embed every crop now, sharing them with ``executor``'s worker when it is idle.
 
     For the tracker, which needs faces embedded before it can link the frame (faces
     crossing). The worker embeds every other crop while this thread embeds the rest, so
     two or three faces cost about one embedding's wall time instead of two or three.
-    Results do not depend on who embedded what: dlib gives the same bits in both processes
+    Results do not depend on who embedded what: both processes give the same bits
     (``tests/test_detectors.py``), so plans stay the same whatever the timing.
 
     Args:
         crops: BGR C-contiguous crops, one face each.
         boxes: ``(n, 4)`` the face's detector box in each crop.
+        landmarks: ``(n, 5, 2)`` its landmarks in the crop, NaN where unknown.
 
     Returns:
         ``(n, 128)`` float32, in the order of ``crops``.
     """
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
+    landmarks = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
     out = np.zeros((len(crops), EMBEDDING_DIM), np.float32)
     away = list(range(1, len(crops), 2))
     future: Future | None = None
-    # Only an idle worker: one busy with a track's decision would make this thread wait.
+    # Only an idle worker: one busy with a track's crops would make this thread wait.
     if away and isinstance(executor, WorkerExecutor) and executor.idle:
-        # No people: the worker's early stop is off and it embeds every crop it gets.
-        job = EmbedJob([crops[i] for i in away], boxes[away], np.zeros((0, EMBEDDING_DIM), np.float32), [], 0.0, 0.0)
-        future = executor.submit(job)
+        future = executor.submit(EmbedJob([crops[i] for i in away], boxes[away], landmarks[away]))
 
     def embed_here(rows: list[int]) -> None:
         for i in rows:
-            out[i] = embedder.embed(crops[i], boxes[i][None])[0]
+            out[i] = embedder.embed(crops[i], boxes[i][None], landmarks=landmarks[i][None])[0]
 
     embed_here([i for i in range(len(crops)) if future is None or i not in away])
     if future is not None:
         try:
             out[away] = future.result()
         except WorkerGone as e:
-            # The worker's own decision jobs are redone by their owner; these are redone here.
+            # The worker's own track jobs are redone by their owner; these are redone here.
             log.warning("%s; embedding these faces in this process", e)
             embed_here(away)
     return out
@@ -278,7 +275,7 @@ def default_executor(embedder: Embeds) -> EmbedExecutor:
     if (os.cpu_count() or 1) < 2:
         return InlineExecutor(embedder)
     try:
-        return WorkerExecutor()
+        return WorkerExecutor(getattr(embedder, "name", DEFAULT_EMBEDDER))
     except ProcessingError as e:
         log.warning("embedding in this process: %s", e)
         return InlineExecutor(embedder)
@@ -293,18 +290,14 @@ _MAX_MESSAGE = 512 * 1024 * 1024
 
 def _job_message(job: EmbedJob) -> dict[str, np.ndarray]:
     arrays = {f"crop{i}": np.ascontiguousarray(c) for i, c in enumerate(job.crops)}
-    arrays.update({f"person{j}": np.asarray(p, np.float32) for j, p in enumerate(job.people)})
     arrays["boxes"] = np.asarray(job.boxes, np.float32).reshape(-1, 4)
-    arrays["prior"] = np.asarray(job.prior, np.float32).reshape(-1, EMBEDDING_DIM)
-    arrays["limits"] = np.array([job.low, job.high], np.float64)
+    arrays["landmarks"] = np.asarray(job.landmarks, np.float32).reshape(-1, 5, 2)
     return arrays
 
 
 def _job_from_message(arrays: dict[str, np.ndarray]) -> EmbedJob:
     crops = [arrays[f"crop{i}"] for i in range(sum(k.startswith("crop") for k in arrays))]
-    people = [arrays[f"person{j}"] for j in range(sum(k.startswith("person") for k in arrays))]
-    low, high = (float(v) for v in arrays["limits"])
-    return EmbedJob(crops, arrays["boxes"], arrays["prior"], people, low, high)
+    return EmbedJob(crops, arrays["boxes"], arrays["landmarks"])
 
 
 def _send(stream: BinaryIO, arrays: dict[str, np.ndarray]) -> None:
@@ -331,17 +324,17 @@ def _receive(stream: BinaryIO) -> dict[str, np.ndarray] | None:
         return {k: npz[k] for k in npz.files}
 
 
-def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
+def _serve(stdin: BinaryIO, stdout: BinaryIO, embedder_name: str = DEFAULT_EMBEDDER) -> int:
     """The worker's loop: one job in, its embeddings (or one error line) out, until stdin closes."""
-    from .faces import Embedder
+    from .embedders import make_embedder
 
-    embedder = Embedder()
+    embedder = make_embedder(embedder_name)
     while True:
         message = _receive(stdin)
         if message is None:
             return 0
         try:
-            reply = {"embeddings": embed_until_clear(_job_from_message(message), embedder)}
+            reply = {"embeddings": embed_job(_job_from_message(message), embedder)}
         except Exception as e:  # reported to the parent, which decides what to do
             reply = {"error": np.array(f"{type(e).__name__}: {e}")}
         _send(stdout, reply)
@@ -349,4 +342,4 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit(_serve(sys.stdin.buffer, sys.stdout.buffer))
+    sys.exit(_serve(sys.stdin.buffer, sys.stdout.buffer, *sys.argv[1:2]))

@@ -25,14 +25,16 @@ from .types import EMBEDDING_DIM, Faces, GalleryError
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
-GALLERY_VERSION = 1
+# 2: galleries record the embedder that made them (version 1 ones were all dlib's).
+GALLERY_VERSION = 2
 # A face narrower than this gives an embedding too noisy to match on.
 MIN_REFERENCE_FACE_PX = 40
 # Large photos are shrunk before detection: faces in them are big, and HOG's cost grows with pixels.
 _DETECT_MAX_SIDE = 800
 # Detector score above which a face in a reference photo is taken as certain.
 _SURE_SCORE = 0.5
-# Jittered copies averaged per reference face: 5x the cost of one embedding, paid once per photo.
+# Jittered copies averaged per reference face (dlib; SFace ignores it): 5x the cost of one
+# embedding, paid once per photo.
 _REFERENCE_JITTERS = 5
 # Sanity bounds for loaded files, so a hostile .npz cannot make us allocate without limit.
 _MAX_PEOPLE = 1000
@@ -54,11 +56,22 @@ class Person:
     sources: list[str]
 
 
-class Gallery:
-    """An ordered set of :class:`Person`; distances are the median over a person's photos."""
+def embedder_tag(embedder: object) -> str:
+    """``"name/version"`` of an embedder: vectors with different tags live in different spaces."""
+    return f"{getattr(embedder, 'name', '?')}/{getattr(embedder, 'version', '?')}"
 
-    def __init__(self, people: list[Person] | None = None) -> None:
+
+class Gallery:
+    """An ordered set of :class:`Person`; distances are the median over a person's photos.
+
+    Attributes:
+        embedder: the :func:`embedder_tag` of the embedder that made every vector here
+            (``None`` for an empty gallery).
+    """
+
+    def __init__(self, people: list[Person] | None = None, *, embedder: str | None = None) -> None:
         self.people: list[Person] = list(people or [])
+        self.embedder = embedder
 
     def __len__(self) -> int:
         return len(self.people)
@@ -68,7 +81,16 @@ class Gallery:
         return [p.name for p in self.people]
 
     def extend(self, other: Gallery) -> None:
+        """Add ``other``'s people.
+
+        Raises:
+            GalleryError: ``other`` was made by another embedder (its distances would mean nothing here).
+        """
+        if other.people and self.embedder is not None and other.embedder != self.embedder:
+            raise GalleryError(f"cannot mix galleries made by {self.embedder} and {other.embedder}: "
+                               "run 'blurface enroll' again from the photos")
         self.people.extend(other.people)
+        self.embedder = self.embedder or other.embedder
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Distance of each embedding to each person: the median over the person's photos.
@@ -96,13 +118,22 @@ class Gallery:
 
         Raises:
             GalleryError: missing or unreadable file, a photo with no face, an empty
-                folder, a bad ``.npz``, or (``strict``) a photo with several faces.
+                folder, a bad ``.npz`` or one made by another embedder than ``engine``'s,
+                or (``strict``) a photo with several faces.
         """
-        gallery = cls()
+        tag = embedder_tag(engine.embedder)
+        gallery = cls(embedder=tag)
         for path in paths:
             path = Path(path)
             if path.suffix.lower() == ".npz":
-                gallery.extend(cls.load(path))
+                loaded = cls.load(path)
+                if loaded.embedder != tag:
+                    raise GalleryError(
+                        f"gallery {str(path)!r} was made by the {loaded.embedder} embedder and this run uses {tag}: "
+                        f"their distances cannot be compared; run 'blurface enroll' again from the photos"
+                        + (" (or add --embedder dlib)" if loaded.embedder and loaded.embedder.startswith("dlib/") else "")
+                    )
+                gallery.extend(loaded)
             else:
                 gallery.people.append(person_from_photos(path, engine, strict=strict))
         return gallery
@@ -121,6 +152,7 @@ class Gallery:
                 np.savez(
                     f,
                     version=np.int32(GALLERY_VERSION),
+                    embedder=np.array(self.embedder or "", dtype=np.str_),
                     names=np.array(self.names, dtype=np.str_),
                     embeddings=embeddings,
                     person=person,
@@ -133,14 +165,15 @@ class Gallery:
         """Load and validate a gallery written by :meth:`save`.
 
         Raises:
-            GalleryError: missing, not an npz, pickled objects, wrong keys, shapes or dtypes.
+            GalleryError: missing, not an npz, pickled objects, wrong keys, shapes or dtypes,
+                or made by an older blurface that did not record its embedder.
         """
         path = Path(path)
         if not path.is_file():
             raise GalleryError(f"gallery {str(path)!r} does not exist")
         try:
             with np.load(path, allow_pickle=False) as data:
-                keys = [k for k in ("version", "names", "embeddings", "person") if k in data.files]
+                keys = [k for k in ("version", "embedder", "names", "embeddings", "person") if k in data.files]
                 for key in keys:
                     _check_array_size(data, key, path)
                 arrays = {k: data[k] for k in keys}
@@ -156,8 +189,17 @@ class Gallery:
         names, emb, person, version = arrays["names"], arrays["embeddings"], arrays["person"], arrays["version"]
         if version.shape != () or version.dtype.kind not in "iu":
             raise GalleryError(f"gallery {str(path)!r}: 'version' must be one integer, got {version.dtype} {version.shape}")
+        if int(version) == 1:
+            # Version 1 galleries hold dlib vectors and do not say so: never compared silently.
+            raise GalleryError(
+                f"gallery {str(path)!r} was made by an older blurface with the dlib embedder: "
+                "run 'blurface enroll' again from the photos"
+            )
         if int(version) != GALLERY_VERSION:
             raise GalleryError(f"gallery {str(path)!r} has version {int(version)}, expected {GALLERY_VERSION}")
+        tag = arrays.get("embedder")
+        if tag is None or tag.dtype.kind != "U" or tag.shape != () or not 0 < len(str(tag)) <= 100:
+            raise GalleryError(f"gallery {str(path)!r}: 'embedder' must name the embedder that made it")
         if names.dtype.kind != "U" or names.ndim != 1 or not 0 < len(names) <= _MAX_PEOPLE:
             raise GalleryError(f"gallery {str(path)!r}: 'names' must be 1..{_MAX_PEOPLE} strings")
         if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or not 0 < len(emb) <= _MAX_EMBEDDINGS:
@@ -174,7 +216,7 @@ class Gallery:
             if len(rows) == 0:
                 raise GalleryError(f"gallery {str(path)!r}: person {str(name)!r} has no embedding")
             people.append(Person(str(name), rows.copy(), [str(path)] * len(rows)))
-        return cls(people)
+        return cls(people, embedder=str(tag))
 
 
 # The largest array a gallery may hold (100 000 embeddings of 128 float32 are 51 MB).
@@ -224,8 +266,8 @@ def person_from_photos(path: str | os.PathLike, engine: FaceEngine, *, strict: b
         image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
         if image is None:
             raise GalleryError(f"reference photo {str(photo)!r} cannot be read as an image (jpg, png, ...)")
-        box = _reference_face(image, photo, engine, strict=strict)
-        embeddings.append(engine.embed(image, box[None], jitters=_REFERENCE_JITTERS)[0])
+        face = _reference_face(image, photo, engine, strict=strict)
+        embeddings.append(engine.embed(image, face.xyxy, landmarks=face.landmarks, jitters=_REFERENCE_JITTERS)[0])
         sources.append(str(photo))
     return Person(path.stem, np.stack(embeddings).astype(np.float32), sources)
 
@@ -242,7 +284,8 @@ def person_from_paths(
     return Person(name, np.concatenate([p.embeddings for p in parts]), [s for p in parts for s in p.sources])
 
 
-def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, strict: bool) -> np.ndarray:
+def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, strict: bool) -> Faces:
+    """The photo's one face (the largest confident one), as a one-row :class:`Faces` with its landmarks."""
     faces = detect_reference_faces(image, engine)
     if len(faces) == 0:
         raise GalleryError(f"no face found in reference photo {str(photo)!r}: use a photo where the face is clearly visible")
@@ -254,13 +297,14 @@ def _reference_face(image: np.ndarray, photo: Path, engine: FaceEngine, *, stric
                 "(or drop --strict-reference to use the largest face)"
             )
         log.warning("reference photo %s shows %d faces; using the largest", photo, len(faces))
-    box = faces.xyxy[order[0]]
+    face = faces[int(order[0])]
+    box = face.xyxy[0]
     if box[2] - box[0] < MIN_REFERENCE_FACE_PX:
         raise GalleryError(
             f"the face in reference photo {str(photo)!r} is only {int(box[2] - box[0])} px wide: "
             f"use a photo where it is at least {MIN_REFERENCE_FACE_PX} px"
         )
-    return box
+    return face
 
 
 def detect_reference_faces(image: np.ndarray, engine: FaceEngine) -> Faces:

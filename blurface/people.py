@@ -26,7 +26,7 @@ from . import media, overlay
 from .embedding import Embeds
 from .boxes import iou_matrix
 from .files import write_atomically
-from .gallery import Gallery, Person
+from .gallery import Gallery, Person, embedder_tag
 from .plan import DEFAULT_TOLERANCE, Plan
 from .types import EMBEDDING_DIM, SOURCE_DETECTED, GalleryError, OutputError, Track
 
@@ -80,7 +80,7 @@ def fill_embeddings(
         if not tracks:
             continue
         boxes = np.stack([t.xyxy[int(np.searchsorted(t.frames, frame.index))] for t in tracks])
-        embs = embedder.embed(frame.image, boxes)
+        embs = embedder.embed(frame.image, boxes)  # landmarks found in each crop
         count += len(embs)
         for t, e in zip(tracks, embs, strict=True):
             got.setdefault(t.id, []).append((frame.index, e))
@@ -177,10 +177,15 @@ def person_of(plan: Plan, track_ids: list[int], name: str) -> Person:
     return Person(name, embs, [f"{Path(plan.video.path).name} track {i}" for i in track_ids])
 
 
-def save_person(plan: Plan, track_ids: list[int], path: str | os.PathLike, *, name: str | None = None) -> Person:
-    """Write ``track_ids`` as a one-person ``.npz`` gallery (usable with ``--target``), atomically."""
+def save_person(
+    plan: Plan, track_ids: list[int], path: str | os.PathLike, *, embedder: Embeds, name: str | None = None
+) -> Person:
+    """Write ``track_ids`` as a one-person ``.npz`` gallery (usable with ``--target``), atomically.
+
+    ``embedder``: the one that made the tracks' embeddings; the gallery records it.
+    """
     person = person_of(plan, track_ids, name or Path(path).stem)
-    Gallery([person]).save(path)
+    Gallery([person], embedder=embedder_tag(embedder)).save(path)
     return person
 
 
@@ -262,7 +267,7 @@ def write_people(
     written = []
     for k, group in enumerate(groups):
         try:
-            save_person(plan, group, targets[k], name=f"person_{k + 1}")
+            save_person(plan, group, targets[k], embedder=embedder, name=f"person_{k + 1}")
             written.append(targets[k])
         except GalleryError as e:
             log.info("person %d: no gallery (%s)", k + 1, e)

@@ -25,10 +25,12 @@ import numpy as np
 from . import boxes, media, metadata
 from .boxes import halfway_boxes
 from .embedding import (
-    EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_now, embed_until_clear,
+    EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_job, embed_now,
 )
 from .faces import FaceEngine, sharpness
 from .gallery import Gallery
+from .embedders import DEFAULT_EMBEDDER, make_embedder
+from .identity import split_track
 from .mask import DEFAULT_PAD, EFFECTS, Masker
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
@@ -55,7 +57,9 @@ class AnalysisSettings:
         follow_every: frames between looks at followed faces (1 = every frame).
         detect_threshold: detector score threshold; lower finds more (blurred, dim,
             turned) faces and more false positives.
-        crops_per_track: face crops kept per track to decide its identity.
+        crops_per_track: face crops kept per track to decide its identity, spread over its
+            whole life (the best of each stretch) and all embedded: more finds a switch
+            to another face sooner and costs about 20 ms a crop (SFace).
         max_gap_seconds: a lost track that reappears within this time is the same track,
             and the frames between are masked at interpolated positions.
         extend_seconds: mask this long before a track's first and after its last detection
@@ -65,25 +69,27 @@ class AnalysisSettings:
         threads: detector threads.
         embed_process: embed face crops in a worker process (a second core while the main
             thread decodes and detects); off, in the main thread.
+        embedder: who each face is: ``sface`` (default) or ``dlib`` (see :mod:`blurface.embedders`).
     """
 
     min_face: float = 1 / 30
     full_every: int = 8
     follow_every: int = 2
     detect_threshold: float = 0.3
-    crops_per_track: int = 5
+    crops_per_track: int = 10
     max_gap_seconds: float = 1.0
     extend_seconds: float = 0.2
     buffer_frames: int = 0
     threads: int = 2
     embed_process: bool = True
+    embedder: str = DEFAULT_EMBEDDER
 
 
 PRESETS: dict[str, AnalysisSettings] = {
-    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=3, crops_per_track=3),
+    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=3, crops_per_track=6),
     "balanced": AnalysisSettings(),
     "thorough": AnalysisSettings(
-        min_face=1 / 45, full_every=3, follow_every=1, detect_threshold=0.2, crops_per_track=8
+        min_face=1 / 45, full_every=3, follow_every=1, detect_threshold=0.2, crops_per_track=16
     ),
 }
 
@@ -127,45 +133,67 @@ def detection_scale(settings: AnalysisSettings, detector_min_px: float, width: i
 
 
 class _CropBuffer:
-    """The best few face crops of one live track, at full resolution, spread in time.
+    """A live track's face crops spread over its whole life: the best crop of each stretch of it.
 
-    Bounded: at most ``size`` crops, each a face plus margin, so memory does not grow
-    with the track's length.
+    The track's frames are cut into slots of ``min_separation`` frames; each slot keeps
+    its best crop. When there would be more than ``size`` slots, each two neighbours
+    are merged (the better crop kept) and the slots double in length. So a 300-frame
+    track is judged from crops across all 300 frames, never from its best few in one
+    place: a track that slid onto another face was once decided from 6 crops taken in
+    its last 12 frames, all of the other face. Bounded: at most ``size`` crops, each a
+    face plus margin, so memory does not grow with the track's length.
     """
 
     def __init__(self, size: int, min_separation: int = 3) -> None:
-        self.size = size
-        self.min_separation = min_separation
-        self.items: list[tuple[float, int, np.ndarray, np.ndarray]] = []  # quality, frame, crop, box-in-crop
+        self.size = max(1, size)
+        self.slot = max(1, min_separation)
+        # slot -> (quality, frame, crop, box in crop, landmarks in crop or NaN)
+        self.items: dict[int, tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+    @staticmethod
+    def _better(a: tuple, b: tuple | None) -> bool:
+        # Frame as tie-break: the same crops win whatever order they arrived in.
+        return b is None or (a[0], -a[1]) > (b[0], -b[1])
 
     def wants(self, quality: float, frame: int) -> bool:
-        for q, f, _, _ in self.items:
-            if abs(f - frame) < self.min_separation:
-                return quality > q
-        return len(self.items) < self.size or quality > min(q for q, *_ in self.items)
+        return self._better((quality, frame), self.items.get(frame // self.slot))
 
-    def add(self, quality: float, frame: int, crop: np.ndarray, box: np.ndarray) -> None:
-        self.items = [it for it in self.items if abs(it[1] - frame) >= self.min_separation]
-        self.items.append((quality, frame, crop, box))
-        # Frame as tie-break: the same crops win whatever order they arrived in.
-        self.items.sort(key=lambda it: (-it[0], it[1]))
-        del self.items[self.size :]
+    def add(self, quality: float, frame: int, crop: np.ndarray, box: np.ndarray, marks: np.ndarray) -> None:
+        item = (quality, frame, crop, box, marks)
+        if self._better(item, self.items.get(frame // self.slot)):
+            self.items[frame // self.slot] = item
+        while len(self.items) > self.size:
+            self.slot *= 2
+            merged: dict[int, tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = {}
+            for it in self.items.values():
+                if self._better(it, merged.get(it[1] // self.slot)):
+                    merged[it[1] // self.slot] = it
+            self.items = merged
+
+    def in_order(self) -> list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]]:
+        """The kept crops in frame order."""
+        return sorted(self.items.values(), key=lambda it: it[1])
 
     @property
     def face_px(self) -> float:
         """Width of the largest face kept, in full-frame pixels (0 when none)."""
-        return max((float(b[2] - b[0]) for *_, b in self.items), default=0.0)
+        return max((float(it[3][2] - it[3][0]) for it in self.items.values()), default=0.0)
 
 
-def _crop(image: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Face plus half its size of margin (the landmark model looks outside the box)."""
+def _crop(image: np.ndarray, box: np.ndarray, marks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Face plus half its size of margin (alignment looks outside the box), the box and landmarks in it.
+
+    Landmarks are ``(5, 2)`` in the crop's pixels, NaN when the detector gave none.
+    """
     h, w = image.shape[:2]
     x1, y1, x2, y2 = box
     mx, my = (x2 - x1) * 0.5, (y2 - y1) * 0.5
     cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
     cx2, cy2 = min(w, int(math.ceil(x2 + mx))), min(h, int(math.ceil(y2 + my)))
     crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
-    return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32)
+    in_crop = (np.full((5, 2), np.nan, np.float32) if marks is None
+               else (np.asarray(marks, np.float32).reshape(5, 2) - np.array([cx1, cy1], np.float32)))
+    return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), in_crop
 
 
 def _frontal(landmarks: np.ndarray | None) -> float:
@@ -259,6 +287,10 @@ class Analyser:
         self._decisions: deque[tuple[Track, Future | None, EmbedJob | None, float]] = deque()
         self._executor = embed_executor
         self._own_executor = embed_executor is None
+        self.splits: list[dict] = []
+        self._pending_parts: list[tuple[int, list[Track]]] = []
+        # Ends of split parts that meet another part: not extended (the face did not leave there).
+        self._joined_ends: dict[int, tuple[bool, bool]] = {}
 
     def run(self, src: str | os.PathLike, progress: Progress | None = None, *, info: VideoInfo | None = None) -> Plan:
         info = info or media.probe(src)
@@ -280,7 +312,9 @@ class Analyser:
         scale = detection_scale(s, detector.min_face_px, info.width, info.height)
         full_size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
         fps = float(info.fps) if info.fps else 30.0
-        tracker = FaceTracker(max_gap=max(s.full_every, round(s.max_gap_seconds * fps)))
+        tracker = FaceTracker(
+            max_gap=max(s.full_every, round(s.max_gap_seconds * fps)), embedding_gate=self.engine.embedder.track_gate
+        )
         schedule = DetectionSchedule(
             info.width, info.height, full_every=s.full_every, follow_every=s.follow_every,
             context=_REGION_CONTEXT, region_px=_REGION_PX, full_pixels=full_size[0] * full_size[1],
@@ -318,6 +352,7 @@ class Analyser:
                 progress("analyse", 1)
         self._finish_tracks(tracker.finish())
         self._collect_decisions(wait=True)
+        self._number_parts(tracker.next_id)
         exclude_simultaneous(self.tracks, self.decision)
         frame_count = len(times)
         self._extend(frame_count, fps, info.width, info.height)
@@ -335,6 +370,8 @@ class Analyser:
             "backward_frames": self.backward_frames,
             "detection_ms_per_frame": round(1000 * self.seconds_detecting / max(1, frame_count), 2),
             "embeddings_computed": self.embeddings_computed,
+            "embedder": {"name": self.engine.embedder.name, "version": self.engine.embedder.version},
+            "splits": self.splits,
             "scene_cuts": self.cuts[1:],
         }
         return Plan(
@@ -372,11 +409,12 @@ class Analyser:
             self.embeddings_computed += len(rows)
             # Crops, not the frame: they can go to the worker, and the embedder converts
             # only them to RGB (the same descriptors: the crop holds all the landmark model sees).
-            cut = [_crop(image, faces.xyxy[r]) for r in rows]
-            return embed_now([c for c, _ in cut], np.array([b for _, b in cut], np.float32).reshape(-1, 4),
+            cut = [_crop(image, faces.xyxy[r], None if faces.landmarks is None else faces.landmarks[r]) for r in rows]
+            return embed_now([c for c, _, _ in cut], np.array([b for _, b, _ in cut], np.float32).reshape(-1, 4),
+                             np.array([m for _, _, m in cut], np.float32).reshape(-1, 5, 2),
                              self.engine.embedder, self._executor)
 
-        # Embeddings settle crossings (80 ms a face): the tracker asks only for faces whose
+        # Embeddings settle crossings (about 20 ms a face): the tracker asks only for faces whose
         # boxes overlap more than one track. Without them two faces crossing swapped tracks
         # and the target's mask followed a bystander (synthetic 720p clip: 54 leaked frames).
         use_embed = len(self.gallery) > 0 and self.decision.mode != "all"
@@ -401,8 +439,7 @@ class Analyser:
         marks = None if face.landmarks is None else face.landmarks[0]
         quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (0.5 + float(face.score[0])) * _frontal(marks)
         if buf.wants(quality, index):
-            crop, crop_box = _crop(image, box)
-            buf.add(quality, index, crop, crop_box)
+            buf.add(quality, index, *_crop(image, box, marks))
 
     def _follow_back(self, born: Faces, tracker: FaceTracker, recent: deque[DecodedFrame]) -> None:
         """Follow faces first seen now back through the buffered frames, while the detector finds them.
@@ -444,25 +481,20 @@ class Analyser:
 
     def _finish_tracks(self, finished: list[Track]) -> None:
         """Start embedding each finished track's crops; it is decided once they are back."""
-        people = [p.embeddings for p in self.gallery.people if p.name in self.decision.people]
-        low = self.decision.tolerance - _CLEAR_MARGIN
-        high = self.decision.tolerance + self.decision.unsure_margin + _CLEAR_MARGIN
         for track in finished:
             buf = self._buffers.pop(track.id, None)
             future: Future | None = None
             job: EmbedJob | None = None
             face_px = buf.face_px if buf is not None else 0.0
-            if self.decision.mode != "all" and buf is not None and buf.items and people:
+            if self.decision.mode != "all" and buf is not None and buf.items and len(self.gallery):
+                kept = buf.in_order()
                 track.embedding_frames = np.concatenate(
-                    [track.embedding_frames, np.array([f for _, f, _, _ in buf.items], np.int64)]
+                    [track.embedding_frames, np.array([it[1] for it in kept], np.int64)]
                 )
                 job = EmbedJob(
-                    crops=[c for _, _, c, _ in buf.items],  # best quality first
-                    boxes=np.stack([b for *_, b in buf.items]),
-                    prior=track.embeddings,
-                    people=people,
-                    low=low,
-                    high=high,
+                    crops=[it[2] for it in kept],
+                    boxes=np.stack([it[3] for it in kept]),
+                    landmarks=np.stack([it[4] for it in kept]),
                 )
                 assert self._executor is not None
                 future = self._executor.submit(job)
@@ -479,11 +511,56 @@ class Analyser:
                 embs = self._result(future, job)
                 self.embeddings_computed += len(embs)
                 track.embeddings = np.concatenate([track.embeddings, embs])
-                # Frames of crops that the early stop left unembedded are dropped.
-                track.embedding_frames = track.embedding_frames[: len(track.embeddings)]
-            dist = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
-            decide(track, dist, self.gallery.names, self.decision, face_px=face_px)
-            self.tracks.append(track)
+                # The tracker's own embeddings (crossings) and the crops', in frame order.
+                order = np.argsort(track.embedding_frames, kind="stable")
+                track.embeddings, track.embedding_frames = track.embeddings[order], track.embedding_frames[order]
+            self.tracks.extend(self._decide(track, face_px))
+
+    def _decide(self, track: Track, face_px: float) -> list[Track]:
+        """Decide ``track``, first split where its crops show another person: each part on its own.
+
+        The frames between two parts (where the switch happened, unseen) are masked when
+        either side is: one unmasked frame of the target is a leak, and who is there is unknown.
+        """
+        embedder = self.engine.embedder
+        pieces = [track]
+        if self.decision.mode != "all":
+            # Part ids are numbered at the end, in order, so they do not depend on timing.
+            pieces = split_track(track, distance=embedder.split_distance, min_part=_MIN_PART_CROPS,
+                                 new_ids=[-1] * 8)
+        for piece in pieces:
+            if len(piece.embeddings) or len(pieces) == 1:
+                dist = self.gallery.distances(piece.embeddings) if len(self.gallery) else np.zeros((0, 0))
+                decide(piece, dist, self.gallery.names, self.decision, face_px=face_px)
+        if len(pieces) > 1:
+            for i, piece in enumerate(pieces):
+                if len(piece.embeddings) == 0:
+                    before, after = pieces[i - 1], pieces[i + 1]
+                    piece.masked = before.masked or after.masked
+                    piece.decision = "unsure" if piece.masked else "other"
+                    piece.identity, piece.distance = None, None
+                    piece.reason = (
+                        f"frames {piece.first}-{piece.last}, where track {track.id} changed from one face to another "
+                        + ("unseen: masked because a side of it is masked" if piece.masked
+                           else "unseen: neither side is masked")
+                    )
+            self.splits.append({"track": track.id, "frames": [[p.first, p.last] for p in pieces]})
+            self._pending_parts.append((track.id, pieces))
+        return pieces
+
+    def _number_parts(self, next_id: int) -> None:
+        """Give split parts their ids (after every tracker id, in frame order) and say so in their reasons."""
+        for original, pieces in sorted(self._pending_parts, key=lambda x: (x[1][0].first, x[0])):
+            for i, piece in enumerate(pieces):
+                if i > 0:
+                    piece.id = next_id
+                    next_id += 1
+                piece.reason = (f"part {i + 1} of {len(pieces)} of track {original}, split where its face crops "
+                                f"changed person: {piece.reason}")
+        for split, (_, pieces) in zip(self.splits, self._pending_parts):
+            split["parts"] = [p.id for p in pieces]
+            for i, piece in enumerate(pieces):
+                self._joined_ends[piece.id] = (i > 0, i < len(pieces) - 1)
 
     def _result(self, future: Future, job: EmbedJob) -> np.ndarray:
         try:
@@ -494,7 +571,7 @@ class Analyser:
             if self._own_executor and self._executor is not None:
                 self._executor.close()
             self._executor = InlineExecutor(self.engine.embedder)
-            return embed_until_clear(job, self.engine.embedder)
+            return embed_job(job, self.engine.embedder)
 
     def _extend(self, frame_count: int, fps: float, width: int, height: int) -> None:
         n = max(1, round(self.settings.extend_seconds * fps), self.settings.follow_every)
@@ -512,6 +589,9 @@ class Analyser:
             # half of it still shows: cover it until its path has taken it out of frame.
             before = max(before, min(gap, _frames_to_leave(t, width, height, at_end=False)))
             after = max(after, min(gap, _frames_to_leave(t, width, height, at_end=True)))
+            # A part of a split track ends where the next part (someone else) begins.
+            joined_before, joined_after = self._joined_ends.get(t.id, (False, False))
+            before, after = (0 if joined_before else before), (0 if joined_after else after)
             extended.append(extend_track(t, before=before, after=after, lo=lo, hi=hi, frame_size=(width, height)))
         self.tracks = extended
 
@@ -520,9 +600,10 @@ def _with_track(face: Faces, track_id: int) -> Faces:
     return Faces(face.xyxy, face.score, np.array([track_id], np.int64), None, face.landmarks)
 
 
-# A track's crops are embedded best-first until its decision is this far from every
-# threshold: clear targets and clear strangers cost two embeddings, unsure ones all.
-_CLEAR_MARGIN = 0.1
+# Crops each part of a split track needs: one or two odd crops (blur, a turned head) never
+# split a track. Three crops' mean is steady enough (SFace, hamilton: two halves of one
+# person's crops at most 1.06 apart, two people's at least 1.00, 99% above 1.05).
+_MIN_PART_CROPS = 3
 
 
 def analyse(
@@ -556,7 +637,8 @@ def default_engine(settings: AnalysisSettings = AnalysisSettings()) -> FaceEngin
     """The default detector (at ``settings.detect_threshold``) and embedder."""
     from .detectors import make_detector
 
-    return FaceEngine(detector=make_detector(threshold=settings.detect_threshold, threads=settings.threads))
+    return FaceEngine(detector=make_detector(threshold=settings.detect_threshold, threads=settings.threads),
+                      embedder=make_embedder(settings.embedder))
 
 
 def check_same_video(info: VideoInfo, plan: Plan) -> None:
@@ -666,7 +748,7 @@ def make_plan(
     targets: list[str | os.PathLike] | Gallery | None = None,
     keep: list[str | os.PathLike] | Gallery | None = None,
     all_faces: bool = False,
-    tolerance: float = DecisionSettings.tolerance,
+    tolerance: float | None = None,
     mask_unsure: bool = True,
     analysis: AnalysisSettings | str = "balanced",
     strict_reference: bool = False,
@@ -676,6 +758,7 @@ def make_plan(
     """Load the reference people and analyse ``src``: the plan :func:`blur_video` renders.
 
     ``info``: ``src``'s probe, when the caller has it (saves probing again).
+    ``tolerance``: ``None`` takes the embedder's own (``analysis.embedder``).
 
     The plan comes back as :meth:`Plan.save` writes it (boxes to 0.1 px), so a
     render of it and a later render of the saved file give the same bytes.
@@ -696,7 +779,8 @@ def make_plan(
         gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
     else:
         gallery = Gallery()
-    decision = DecisionSettings(mode=mode, people=tuple(gallery.names), tolerance=tolerance, mask_unsure=mask_unsure)
+    decision = DecisionSettings.for_embedder(settings.embedder, tolerance=tolerance, mode=mode,
+                                             people=tuple(gallery.names), mask_unsure=mask_unsure)
     plan = analyse(src, gallery=gallery, decision=decision, settings=settings, engine=engine, progress=progress,
                    info=info)
     return plan.as_saved()
@@ -709,7 +793,7 @@ def blur_video(
     targets: list[str | os.PathLike] | Gallery | None = None,
     keep: list[str | os.PathLike] | Gallery | None = None,
     all_faces: bool = False,
-    tolerance: float = DecisionSettings.tolerance,
+    tolerance: float | None = None,
     mask_unsure: bool = True,
     analysis: AnalysisSettings | str = "balanced",
     render_settings: RenderSettings = RenderSettings(),

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .boxes import iou_matrix
+from .embedders import SFace, embedder_settings
 from .files import write_atomically
 from .track import box_at
 from .types import (
@@ -31,17 +32,12 @@ from .types import (
 
 PLAN_FORMAT = "blurface-plan"
 PLAN_VERSION = 1
-# The dlib ResNet model's own operating point: pairs closer than 0.6 are the same person
-# about 99.4% of the time on LFW. Chosen by dlib on LFW, not on any blurface clip.
-DEFAULT_TOLERANCE = 0.6
-# Tracks this much beyond the tolerance are "unsure": dim, turned or small faces of the
-# target land here. Chosen on the hamilton clip (tuning data) with one photo of Obama: his
-# track 0.609, every other face's track 0.696 or more (Lin far away) and 0.71-0.78 (audience).
-# Tested on data it was not chosen on: tests/test_people.py (Hopper vs Eileen's photo, ~0.68;
-# Obama, Biden and Kit cut from other photos than their references).
-DEFAULT_UNSURE_MARGIN = 0.08
+# The default embedder's thresholds (see blurface/embedders.py for how each was measured):
+# an embedder owns its distance scale, and DecisionSettings.for_embedder() takes another's.
+DEFAULT_TOLERANCE = SFace.tolerance
+DEFAULT_UNSURE_MARGIN = SFace.unsure_margin
 # Narrower faces are too small to identify (see DecisionSettings.min_identify_px).
-DEFAULT_MIN_IDENTIFY_PX = 32.0
+DEFAULT_MIN_IDENTIFY_PX = SFace.min_identify_px
 
 
 @dataclass(frozen=True)
@@ -60,8 +56,7 @@ class DecisionSettings:
         min_identify_px: a track whose largest face crop is narrower than this is too
             small to identify: where its distance would leave it unmasked, it is "unsure"
             instead (masked in ``target`` mode unless ``mask_unsure`` is false; always in
-            ``keep`` mode). dlib's descriptor is trained on 150 px face chips; below about
-            32 px distances scatter widely.
+            ``keep`` mode). Embeddings of faces under about 32 px scatter widely.
     """
 
     mode: Mode
@@ -70,6 +65,13 @@ class DecisionSettings:
     unsure_margin: float = DEFAULT_UNSURE_MARGIN
     mask_unsure: bool = True
     min_identify_px: float = DEFAULT_MIN_IDENTIFY_PX
+
+    @classmethod
+    def for_embedder(cls, embedder: str, *, tolerance: float | None = None, **kwargs: object) -> DecisionSettings:
+        """Settings on ``embedder``'s own distance scale; ``tolerance`` ``None`` takes its default."""
+        e = embedder_settings(embedder)
+        return cls(tolerance=e.tolerance if tolerance is None else tolerance, unsure_margin=e.unsure_margin,
+                   min_identify_px=e.min_identify_px, **kwargs)  # type: ignore[arg-type]
 
 
 def track_distance(crop_distances: np.ndarray) -> float:

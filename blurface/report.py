@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .files import write_atomically
-from .detectors import model_files
+from .faces import model_files
 from .plan import Plan
 from .types import OutputError, ProcessingError, Track
 

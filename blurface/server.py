@@ -247,7 +247,7 @@ class ReviewSession:
             ids = list(self._group(index))
             self.people_dir.mkdir(parents=True, exist_ok=True)
             path = self.people_dir / f"{name}.npz"
-            people.save_person(self.plan, ids, path, name=name)
+            people.save_person(self.plan, ids, path, embedder=self.embedder, name=name)
             self.plan.log_review("save_person", None, "", tracks=ids, gallery=str(path))
             return path
 

@@ -155,7 +155,7 @@ class _LiveTrack:
     emb_frames: list[int] = field(default_factory=list)
     embs: list[np.ndarray] = field(default_factory=list)  # each (128,) float32
     # Running sum of this track's embeddings: its mean is the Euclidean centroid, so
-    # distances to it are in the same L2 units as dlib's 0.6 same-person threshold.
+    # distances to it are on the embedder's own scale (its track_gate).
     emb_sum: np.ndarray | None = None
     missed: bool = False  # unmatched at the last update
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # (4,) xyxy px/frame
@@ -295,8 +295,8 @@ class FaceTracker:
             in between are interpolated). Raise it to bridge longer detector misses
             and occlusions (interpolated masks over longer stretches); lower it if
             people leave and others arrive at the same place within that time.
-        embedding_gate: largest embedding distance (dlib L2, same units as its 0.6
-            same-person threshold) at which a detection may join a track. Lower splits
+        embedding_gate: largest embedding distance (on the embedder's scale: its
+            ``track_gate``) at which a detection may join a track. Lower splits
             tracks more readily at crossings; higher trusts geometry more.
         embedding_weight: how strongly embedding distance counts against geometry in
             ambiguous pairs. Raise it to let identity override position at crossings.

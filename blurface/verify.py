@@ -21,7 +21,7 @@ from .detectors import make_detector
 from .faces import FaceEngine
 from .files import write_atomically
 from .gallery import Gallery
-from .plan import DEFAULT_UNSURE_MARGIN
+from .plan import DEFAULT_TOLERANCE, DEFAULT_UNSURE_MARGIN
 from .types import InputError
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ def verify(
     gallery: Gallery,
     *,
     engine: FaceEngine | None = None,
-    tolerance: float = 0.6,
+    tolerance: float = DEFAULT_TOLERANCE,
     progress: Callable[[str, int], None] | None = None,
 ) -> VerifyReport:
     """Report every frame of ``video`` where a face is within ``tolerance`` of a gallery person.
@@ -117,7 +117,7 @@ def verify(
         faces = detector.detect(frame.image, scale=1.0)
         report.frames += 1
         if len(faces):
-            dist = gallery.distances(embedder.embed(frame.image, faces.xyxy))
+            dist = gallery.distances(embedder.embed(frame.image, faces.xyxy, landmarks=faces.landmarks))
             hits = []
             for row in range(len(faces)):
                 j = int(np.argmin(dist[row]))

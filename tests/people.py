@@ -197,3 +197,78 @@ def make_people_clip(
             out.mux(astream.encode(a))
         out.mux(astream.encode())
     return PeopleClip(path, truth, names)
+
+
+def make_crossing_clip(
+    path: Path,
+    target: Head,
+    passer: Head,
+    *,
+    n_frames: int = 150,
+    width: int = 640,
+    height: int = 360,
+    face_px: float = 80.0,
+    away: tuple[int, int] = (15, 35),
+    fps: Fraction = Fraction(30000, 1001),
+) -> PeopleClip:
+    """``target`` stands in the middle and turns away and back; ``passer`` walks across in front of her.
+
+    While turned away (frames ``away``) the target's face is hidden (the head is a smooth
+    blob, as the back of a head is to a face detector). The passer, drawn over the
+    target, crosses the frame at constant speed and covers her face for about a second
+    and a half around the middle frame. Truth lists a face only where at least half of
+    it shows. H.264 + AAC, like :func:`make_people_clip`.
+    """
+    bg = _background(width, height)
+    tb = Fraction(1, 90000)
+    truth: list[list[dict]] = []
+
+    def paste(image: np.ndarray, head: Head, cx: float, cy: float, *, hidden: bool = False) -> np.ndarray:
+        scale = face_px / float(head.face[2] - head.face[0])
+        crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        if hidden:
+            crop = cv2.GaussianBlur(cv2.flip(crop, 1), (0, 0), face_px / 4) // 2
+        alpha = cv2.resize(head.alpha, (crop.shape[1], crop.shape[0]))[:, :, None]
+        face = head.face * scale
+        x1 = int(round(cx - (face[0] + face[2]) / 2))
+        y1 = int(round(cy - (face[1] + face[3]) / 2))
+        fx1, fy1 = max(0, x1), max(0, y1)
+        fx2, fy2 = min(width, x1 + crop.shape[1]), min(height, y1 + crop.shape[0])
+        a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+        c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
+        image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
+        return face + np.array([x1, y1, x1, y1], np.float32)
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.time_base = video.codec_context.time_base = tb
+        video.options = {"crf": "20", "preset": "veryfast"}
+        astream = out.add_stream("aac", rate=48000, layout="mono")
+        for i in range(n_frames):
+            image = bg.astype(np.float32)
+            hidden = away[0] <= i < away[1]
+            tbox = paste(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, hidden=hidden)
+            # The passer crosses from the left edge to the right one, a little lower (in front).
+            px = face_px * 0.75 + (width - 1.5 * face_px) * i / (n_frames - 1)
+            pbox = paste(image, passer, px, height * 0.45 + face_px * 0.1)
+            covered = max(0.0, min(tbox[2], pbox[2]) - max(tbox[0], pbox[0])) / float(tbox[2] - tbox[0])
+            faces = [{"box": [float(v) for v in pbox], "who": passer.name}]
+            if not hidden and covered < 0.5:
+                faces.insert(0, {"box": [float(v) for v in tbox], "who": target.name})
+            truth.append(faces)
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")
+            frame.pts = round(i / fps / tb)
+            frame.time_base = tb
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        total = math.ceil(n_frames / fps * 48000)
+        for s in range(0, total, 1024):
+            ts = np.arange(s, min(total, s + 1024)) / 48000
+            a = av.AudioFrame.from_ndarray(
+                (0.3 * np.sin(2 * np.pi * 440 * ts)).astype(np.float32)[None], format="fltp", layout="mono"
+            )
+            a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
+            out.mux(astream.encode(a))
+        out.mux(astream.encode())
+    return PeopleClip(path, truth, [target.name, passer.name])

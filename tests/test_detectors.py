@@ -16,7 +16,8 @@ from skimage import data
 from blurface import boxes, media
 from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector, model_files
 from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone, embed_now
-from blurface.faces import Embedder
+from blurface.embedders import SFACE_FILE, SFACE_SHA256, SFace
+from blurface.faces import model_files as all_model_files
 from blurface.types import ProcessingError
 
 
@@ -34,7 +35,11 @@ def test_the_shipped_model_is_the_recorded_file_with_its_licence() -> None:
     path = MODELS_DIR / "centerface.onnx"
     assert hashlib.sha256(path.read_bytes()).hexdigest() == CENTERFACE_SHA256
     assert "MIT" in (MODELS_DIR / "LICENSE-centerface.txt").read_text()
-    assert all(p.is_file() for _, p in model_files()) and len(model_files()) == 3
+    assert hashlib.sha256((MODELS_DIR / SFACE_FILE).read_bytes()).hexdigest() == SFACE_SHA256
+    assert "Apache License" in (MODELS_DIR / "LICENSE-sface.txt").read_text()
+    assert "SFace" in (MODELS_DIR / "NOTICE-sface.txt").read_text()
+    # The detector, SFace, and dlib's two files for --embedder dlib: every one the report hashes.
+    assert all(p.is_file() for _, p in all_model_files()) and len(all_model_files()) == 4
 
 
 def test_finds_the_astronaut_with_landmarks_inside_the_box(detector: CenterFace, astronaut: np.ndarray) -> None:
@@ -101,12 +106,12 @@ def test_bad_model_file_is_one_clear_error(tmp_path: Path) -> None:
 
 def _job(astronaut: np.ndarray, detector: CenterFace) -> EmbedJob:
     box = detector.detect(astronaut).xyxy[0]
-    return EmbedJob([astronaut], box[None], np.zeros((0, 128), np.float32), [], 0.5, 0.7)
+    return EmbedJob([astronaut], box[None], np.full((1, 5, 2), np.nan, np.float32))
 
 
 def test_the_worker_process_embeds_as_this_process_does(detector: CenterFace, astronaut: np.ndarray) -> None:
     job = _job(astronaut, detector)
-    here = InlineExecutor(Embedder()).submit(job).result()
+    here = InlineExecutor(SFace()).submit(job).result()
     worker = WorkerExecutor()
     try:
         there = [worker.submit(job) for _ in range(3)]
@@ -133,11 +138,11 @@ class _Counting:
     """An embedder that counts the faces it was given (to see which ones stayed in this process)."""
 
     def __init__(self) -> None:
-        self.inner, self.faces = Embedder(), 0
+        self.inner, self.faces = SFace(), 0
 
-    def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray, *, jitters: int = 0) -> np.ndarray:
+    def embed(self, image_bgr: np.ndarray, xyxy: np.ndarray, *, landmarks=None, jitters: int = 0) -> np.ndarray:
         self.faces += len(xyxy)
-        return self.inner.embed(image_bgr, xyxy, jitters=jitters)
+        return self.inner.embed(image_bgr, xyxy, landmarks=landmarks, jitters=jitters)
 
 
 def test_faces_wanted_at_once_are_shared_with_an_idle_worker_in_order(detector: CenterFace, astronaut: np.ndarray) -> None:
@@ -147,27 +152,28 @@ def test_faces_wanted_at_once_are_shared_with_an_idle_worker_in_order(detector: 
                 cv2.resize(astronaut, (320, 320)), (astronaut[:, ::-1] * 0.7).astype(np.uint8)]
     pictures = [np.ascontiguousarray(p) for p in pictures]
     found = np.stack([detector.detect(p).xyxy[0] for p in pictures])
-    alone = np.stack([Embedder().embed(p, b[None])[0] for p, b in zip(pictures, found)])
+    alone = np.stack([SFace().embed(p, b[None])[0] for p, b in zip(pictures, found)])
+    marks = np.full((len(pictures), 5, 2), np.nan, np.float32)
     assert len({round(float(v), 4) for v in np.linalg.norm(alone - alone[0], axis=1)}) == 5  # all different
 
     counting = _Counting()
-    assert np.array_equal(embed_now(pictures, found, counting, None), alone) and counting.faces == 5
+    assert np.array_equal(embed_now(pictures, found, marks, counting, None), alone) and counting.faces == 5
     worker = WorkerExecutor()
     try:
         counting.faces = 0
-        shared = embed_now(pictures, found, counting, worker)
+        shared = embed_now(pictures, found, marks, counting, worker)
         assert counting.faces == 3  # rows 0, 2, 4 here; 1 and 3 in the worker
         np.testing.assert_allclose(shared, alone, atol=1e-5)
         # A worker busy with a track's decision is not waited for: all five here.
-        busy = worker.submit(EmbedJob(pictures, found, np.zeros((0, 128), np.float32), [], 0.0, 0.0))
+        busy = worker.submit(EmbedJob(pictures, found, marks))
         counting.faces = 0
-        np.testing.assert_allclose(embed_now(pictures, found, counting, worker), alone, atol=1e-5)
+        np.testing.assert_allclose(embed_now(pictures, found, marks, counting, worker), alone, atol=1e-5)
         assert counting.faces == 5
         busy.result(timeout=120)
         # A killed worker: its share is redone here.
         os.kill(worker._proc.pid, signal.SIGKILL)
         worker._proc.wait()
-        np.testing.assert_allclose(embed_now(pictures, found, counting, worker), alone, atol=1e-5)
+        np.testing.assert_allclose(embed_now(pictures, found, marks, counting, worker), alone, atol=1e-5)
     finally:
         worker.close()
 

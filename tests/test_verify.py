@@ -19,6 +19,7 @@ from test_e2e import FaceClip, make_face_clip, masked_per_frame, write_photo
 from blurface import evaluate
 from blurface.cli import main
 from blurface.detectors import CenterFace
+from blurface.embedders import Dlib
 from blurface.faces import FaceEngine
 from blurface.gallery import Gallery
 from blurface.verify import verify as run_verify
@@ -150,7 +151,7 @@ def baseline_verified(shared_media: Path, ham_cache: dict) -> tuple[int, dict, e
             sys.path.remove(str(REPO / "benchmarks"))
         work = ham_cache["work"]
         src, out, lin = shared_media / "hamilton_clip.mp4", work / "baseline.mp4", shared_media / LIN_PHOTO
-        naive_blur(src, out, Gallery.from_paths([lin], FaceEngine()))
+        naive_blur(src, out, Gallery.from_paths([lin], FaceEngine(embedder=Dlib())))
         truth = evaluate.load_truth(shared_media / "hamilton_truth.json")
         code, report = verify(out, lin, work / "baseline.json")
         return code, report, evaluate.score(src, out, truth, ["lin"])
