@@ -423,6 +423,8 @@ class Plan:
         except (UnicodeDecodeError, ValueError, RecursionError) as e:  # ValueError: also a 5000-digit number
             raise InputError(f"cannot read plan {str(path)!r}: it is not JSON ({e})") from e
         try:
+            if isinstance(data, dict) and data.get("format") == PLAN_FORMAT and data.get("version") == PLAN_VERSION:
+                check_plan_json(data)  # untrusted input: every field, before any of it is used
             return cls._from_json(data)
         except KeyError as e:
             raise InputError(f"plan {str(path)!r} is not a valid blurface plan: it lacks {e.args[0]!r}") from e
@@ -435,7 +437,6 @@ class Plan:
             raise ValueError(f"'format' must be {PLAN_FORMAT!r}")
         if data.get("version") != PLAN_VERSION:
             raise ValueError(f"version must be {PLAN_VERSION}, got {data.get('version')!r}")
-        check_plan_json(data)
         mode = data["mode"]
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}")
