@@ -689,8 +689,8 @@ def check_plan_json(data: object) -> None:
         for j, box in enumerate(_list(_need(frame, "boxes", where), f"{where}.boxes", MAX_BOXES_PER_FRAME)):
             at = f"{where}.boxes[{j}]"
             _obj(box, at)
-            xyxy = _list(_need(box, "box", at), f"{at}.box", 4)
-            if len(xyxy) != 4:
+            xyxy = _need(box, "box", at)
+            if not isinstance(xyxy, list) or len(xyxy) != 4:
                 raise _bad(f"{at}.box", xyxy, "give four numbers [x1, y1, x2, y2]")
             x1, y1, x2, y2 = (_num(v, f"{at}.box[{n}]", *(xs if n % 2 == 0 else ys)) for n, v in enumerate(xyxy))
             if x2 < x1 or y2 < y1:
