@@ -282,10 +282,11 @@ class ReviewSession:
                 is outside the video.
         """
         w, h = self.plan.video.width, self.plan.video.height
-        # The page draws on the picture; a pixel of slack for its scaling.
+        # A box may reach past the picture (follow_box clips it), but not by more than a picture:
+        # [-1e9, -1e9, 1e9, 1e9] is no face.
         if len(box) != 4 or not all(math.isfinite(v) for v in box) or not (
-                -1 <= box[0] < box[2] <= w + 1 and -1 <= box[1] < box[3] <= h + 1):
-            raise InputError(f"box {[round(v, 1) for v in box][:4]} is not inside the {w}x{h} picture: "
+                -w <= box[0] < box[2] <= 2 * w and -h <= box[1] < box[3] <= 2 * h):
+            raise InputError(f"box {[round(v, 1) for v in box][:4]} is not on the {w}x{h} picture: "
                              "draw [x1, y1, x2, y2] on the picture")
         with self.lock:
             track = add_manual_track(self.plan, frame, box, reason=reason, src=self.src)
