@@ -26,7 +26,7 @@ from blurface import media
 from blurface.boxes import iou_matrix
 from blurface.evaluate import box_is_masked, load_truth, score
 from blurface.plan import Plan
-from blurface.server import ReviewServer, ReviewSession, start, stop
+from blurface.server import ReviewSession, start, stop
 from blurface.types import Track
 
 from people import make_people_clip, package_heads, shared_dir
