@@ -502,8 +502,14 @@ def test_the_page_sets_no_cookie_and_its_media_load_with_the_token_in_the_query(
     assert _get(server, "/proxy.mp4", token=False)[0] == 403
 
 
-def test_review_of_a_hostile_plan_is_refused_with_one_line(review, tmp_path: Path, capsys) -> None:
+def test_review_of_a_hostile_plan_is_refused_with_one_line(review, tmp_path: Path, capsys, monkeypatch) -> None:
+    from blurface import server
     from blurface.cli import main
+
+    def served(self) -> None:  # noqa: ANN001
+        raise AssertionError("the hostile plan was served")  # fail, not hang, where the plan is accepted
+
+    monkeypatch.setattr(server.ReviewServer, "serve_forever", served)
 
     clip, plan_path, _ = review
     data = json.loads(plan_path.read_text())
