@@ -850,29 +850,27 @@ def _cmd_review(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise _UsageError(f"blurface review: --port {args.port} is not a port: use 1 to 65535, or 0 for a free one")
     settings = _render_settings(args)
-    info = media.probe(args.video)
-    video = Path(args.video)
-    out = Path(args.output) if args.output else media.default_output_path(video)
-    media.check_output(video, out, overwrite=args.overwrite)
-    save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
-    _check_side_file(str(save), "--save", [video, out])
-    people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
-    bars = _Bars(info.frame_count, enabled=not args.quiet)
+    # The port is taken first: a busy one is refused at once, not after the whole analysis.
+    httpd = server.ReviewServer(None, args.port)
     session = None
     try:
-        plan = _decided_plan(args, bars)
-        check_same_video(info, plan)
-        session = server.ReviewSession(plan, video, save_path=save, output=out, people_dir=people_dir,
-                                       embedder=make_embedder(args.embedder), render_settings=settings, overwrite=args.overwrite)
-        session.prepare(progress=bars)
-        bars.close()
-        httpd = server.ReviewServer(session, args.port)
-    except BaseException:
-        bars.close()
-        if session is not None:
-            session.close()
-        raise
-    try:
+        info = media.probe(args.video)
+        video = Path(args.video)
+        out = Path(args.output) if args.output else media.default_output_path(video)
+        media.check_output(video, out, overwrite=args.overwrite)
+        save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
+        _check_side_file(str(save), "--save", [video, out])
+        people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
+        bars = _Bars(info.frame_count, enabled=not args.quiet)
+        try:
+            plan = _decided_plan(args, bars)
+            check_same_video(info, plan)
+            session = server.ReviewSession(plan, video, save_path=save, output=out, people_dir=people_dir,
+                                           embedder=make_embedder(args.embedder), render_settings=settings, overwrite=args.overwrite)
+            session.prepare(progress=bars)
+        finally:
+            bars.close()
+        httpd.session = session
         print(f"review {video.name}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
         print(f"open {httpd.url}  (Ctrl-C stops the review)", flush=True)
         if args.open:
@@ -881,11 +879,14 @@ def _cmd_review(args: argparse.Namespace) -> int:
             webbrowser.open(httpd.url)
         httpd.serve_forever()
     except (KeyboardInterrupt, Interrupted) as e:
+        if session is None or httpd.session is None:
+            raise  # stopped before the review began: main says what was not done
         stopped = "Ctrl-C" if isinstance(e, KeyboardInterrupt) else str(e)
         print(f"blurface: review stopped ({stopped}); the plan is saved only where Save was pressed", file=sys.stderr)
     finally:
         httpd.server_close()
-        session.close()
+        if session is not None:
+            session.close()
     return EXIT_OK
 
 

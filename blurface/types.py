@@ -16,13 +16,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal, get_args
 
 import numpy as np
 
 EMBEDDING_DIM = 128
 
 Mode = Literal["target", "keep", "all"]
+MODES: tuple[str, ...] = get_args(Mode)
 
 
 class BlurfaceError(Exception):
@@ -158,6 +159,9 @@ SOURCE_EXTENDED = 2  # before the first / after the last detection, as a safety 
 SOURCE_NAMES = {SOURCE_DETECTED: "detected", SOURCE_INTERPOLATED: "interpolated", SOURCE_EXTENDED: "extended"}
 
 Decision = Literal["target", "unsure", "other", "keep", "all", "manual"]
+# Every decision a plan may hold: Plan.load refuses any other (a plan file is untrusted input,
+# and the decision reaches the review page). Add a new decision to ``Decision`` above only.
+DECISIONS: tuple[str, ...] = get_args(Decision)
 
 
 @dataclass

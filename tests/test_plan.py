@@ -186,3 +186,114 @@ def test_a_face_too_small_to_identify_is_unsure_and_masked() -> None:
     relaxed = DecisionSettings(mode="target", people=("alice",), mask_unsure=False)
     kept = decide(make_track(3, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], relaxed, face_px=20.0)
     assert (kept.decision, kept.masked) == ("unsure", False)
+
+
+# A plan file is untrusted input (plans pass between reviewers): every field is checked on load.
+HOSTILE = '<img src=x onerror="fetch(\'/api/track\',{method:\'POST\'})">'
+
+
+def _set(path: str, value: object):
+    """A change to a saved plan's JSON: ``path`` like ``tracks.0.decision``."""
+    def change(data: dict) -> None:
+        *parents, last = path.split(".")
+        for key in parents:
+            data = data[int(key)] if key.isdigit() else data[key]
+        if value is _DELETE:
+            del data[int(last) if last.isdigit() else last]
+        else:
+            data[int(last) if last.isdigit() else last] = value
+    return change
+
+
+_DELETE = object()
+
+
+@pytest.mark.parametrize(
+    "path, value, field",
+    [
+        ("tracks.0.decision", HOSTILE, "tracks[0].decision"),
+        ("tracks.0.decision", 3, "tracks[0].decision"),
+        ("tracks.0.decision", "\x1b]0;owned\x07target", "tracks[0].decision"),
+        ("tracks.0.masked", "false", "tracks[0].masked"),
+        ("tracks.0.masked", 0, "tracks[0].masked"),
+        ("tracks.0.identity", "x" * 5000, "tracks[0].identity"),
+        ("tracks.0.identity", ["alice"], "tracks[0].identity"),
+        ("tracks.0.reason", {"html": HOSTILE}, "tracks[0].reason"),
+        ("tracks.0.distance", float("nan"), "tracks[0].distance"),
+        ("tracks.0.distance", -1, "tracks[0].distance"),
+        ("tracks.0.id", -5, "tracks[0].id"),
+        ("tracks.0.id", 2, "tracks[1].id"),  # the other track's id: the second is refused
+        ("tracks.0.id", True, "tracks[0].id"),
+        ("tracks.0.embedding_frames", [10**12], "tracks[0].embedding_frames[0]"),
+        ("mode", HOSTILE, "mode"),
+        ("frame_count", 10**12, "frame_count"),
+        ("times.3", float("inf"), "times[3]"),
+        ("times.3", "1.0", "times[3]"),
+        ("frames.0.index", 1000, "frames[0].index"),
+        ("frames.0.index", 1.5, "frames[0].index"),
+        ("frames.0.boxes.0.box", [-1e9, -1e9, 1e9, 1e9], "frames[0].boxes[0].box[0]"),
+        ("frames.0.boxes.0.box", [1, 2, 3], "frames[0].boxes[0].box"),
+        ("frames.0.boxes.0.box", [50, 10, 0, 60], "frames[0].boxes[0].box"),
+        ("frames.0.boxes.0.box", [0, 10, "50", 60], "frames[0].boxes[0].box[2]"),
+        ("frames.0.boxes.0.source", HOSTILE, "frames[0].boxes[0].source"),
+        ("frames.0.boxes.0.track", 77, "frames[0].boxes[0].track"),
+        ("frames.0.boxes.0.why", 5, "frames[0].boxes[0].why"),
+        ("frames.0.boxes", [{"box": [0, 0, 1, 1], "track": 1}] * 2, "frames[0].boxes[1]"),
+        ("video.width", 0, "video.width"),
+        ("video.width", "640", "video.width"),
+        ("video.fps", "1/0", "video.fps"),
+        ("video.rotation", 45, "video.rotation"),
+        ("video.duration", float("inf"), "video.duration"),
+        ("video.path", 7, "video.path"),
+        ("video.streams", [{"index": 0, "kind": HOSTILE, "codec": "h264"}], "video.streams[0].kind"),
+        ("warnings", [HOSTILE, 5], "warnings[1]"),
+        ("warnings", "one", "warnings"),
+        ("metadata_dropped", [None], "metadata_dropped[0]"),
+        ("settings", [1], "settings"),
+        ("settings", {"a": float("inf")}, "settings.a"),
+        ("review", [{"action": HOSTILE}], "review[0].action"),
+        ("review", [{"action": "keep", "track": "0"}], "review[0].track"),
+        ("review", [{"action": "keep", "reason": 3}], "review[0].reason"),
+        ("tracks.0.masked", _DELETE, "'masked'"),
+        ("video.height", _DELETE, "'height'"),
+    ],
+)
+def test_every_field_of_a_loaded_plan_is_checked(tmp_path, path: str, value: object, field: str) -> None:
+    data = make_plan().to_json()
+    _set(path, value)(data)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(json.dumps(data))
+    with pytest.raises(InputError) as e:
+        Plan.load(plan_file)
+    message = str(e.value)
+    assert "\n" not in message and field in message, message
+    assert HOSTILE not in message and "\x1b" not in message, "the bad value is shown escaped and cut short"
+    assert len(message) < 400, message
+
+
+def test_numbers_json_cannot_hold_are_refused_with_one_line(tmp_path) -> None:
+    data = json.dumps(make_plan().to_json())
+    for bad in (data.replace('"distance": 0.41', '"distance": 1e400', 1),
+                data.replace('"frame_count": 100', '"frame_count": ' + "9" * 5000, 1)):
+        assert bad != data
+        path = tmp_path / "plan.json"
+        path.write_text(bad)
+        with pytest.raises(InputError, match="plan"):
+            Plan.load(path)
+
+
+def test_a_plan_blurface_wrote_loads_unchanged_after_the_checks(tmp_path) -> None:
+    plan = make_plan()
+    plan.tracks[0].reason = "<b>markup in a reason is only text</b>"
+    plan.log_review("keep", 1, "consent <given>", frames=[0, 29])
+    plan.log_review("add", 3, "", frame=5, box=[1.0, 2.0, 30.0, 40.0], frames=[0, 9])
+    path = tmp_path / "plan.json"
+    plan.save(path)
+    loaded = Plan.load(path)
+    assert loaded.tracks[0].reason == plan.tracks[0].reason
+    assert loaded.review == plan.review
+    # Saved again, it is the same file (embeddings and their frames stay in memory only).
+    again = tmp_path / "again.json"
+    loaded.save(again)
+    strip = lambda d: {**d, "tracks": [{**t, "embedding_frames": []} for t in d["tracks"]]}  # noqa: E731
+    assert strip(json.loads(again.read_text())) == strip(json.loads(path.read_text()))

@@ -10,8 +10,10 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -50,14 +52,20 @@ def _plan_from_truth(clip, path: Path) -> Plan:
 
 
 @pytest.fixture
-def review(tmp_path: Path):
+def server_options() -> dict:
+    """Options of the review fixture's server (a test overrides this fixture to change them)."""
+    return {}
+
+
+@pytest.fixture
+def review(tmp_path: Path, server_options: dict):
     clip = make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=30, width=384, height=216, face_px=56)
     plan_path = tmp_path / "two.plan.json"
     plan = _plan_from_truth(clip, plan_path)
     session = ReviewSession(plan, clip.path, save_path=plan_path, output=tmp_path / "two.reviewed.mp4",
                             people_dir=tmp_path / "people")
     session.prepare()
-    server, thread = start(session)
+    server, thread = start(session, **server_options)
     yield clip, plan_path, server
     stop(server, thread)
     assert not session.workdir.exists(), "the review's temp folder was left behind"
@@ -92,6 +100,10 @@ def test_every_request_needs_the_token(review) -> None:
     assert _get(server, "/?token=wrong" + server.token[5:], token=False)[0] == 403
     status, page = _get(server, "/")
     assert status == 200 and b"blurface review" in page
+    # The page's own script and style carry no data: served without the token, to this Host only.
+    for asset in ("/review.js", "/review.css"):
+        assert _get(server, asset, token=False)[0] == 200
+        assert _get(server, asset, token=False, headers={"Host": f"evil.example:{server.port}"})[0] == 403
     # A write needs the token in its header: the cookie a browser would send is not enough.
     status, _ = _post(server, "/api/save", {}, token="", headers={"Cookie": f"blurface_token={server.token}"})
     assert status == 403
@@ -343,3 +355,193 @@ def test_hamilton_hand_box_on_an_audience_face_follows_it_over_the_shot(hamilton
     assert covered >= 0.8 * len(shot), (covered, len(shot))
     assert track.first >= 211, "followed across the scene cut into another shot"
     print(f"hand box: frames {track.first}-{track.last}, covers aud_a in {covered}/{len(shot)} frames")
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+def _handler_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if "process_request_thread" in t.name and t.is_alive()]
+
+
+def _wait_for_handlers(most: int = 0) -> None:
+    """Wait (bounded) until at most ``most`` request threads are alive: what they print is then printed."""
+    for _ in range(400):
+        if len(_handler_threads()) <= most:
+            return
+        time.sleep(0.05)
+
+
+def _raw(server, request: bytes, *, timeout: float = 20.0) -> bytes:
+    """Send raw bytes, read the answer until the server closes (every test request says Connection: close)."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        s.sendall(request)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _status(answer: bytes) -> int:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+
+
+def _post_raw(server, path: str, body: bytes, *, length: str | None = None, extra: str = "") -> bytes:
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Blurface-Token: {server.token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body) if length is None else length}\r\n"
+            f"{extra}Connection: close\r\n\r\n")
+    return _raw(server, head.encode() + body)
+
+
+def _masked(server) -> dict[int, bool]:
+    return {t["id"]: t["masked"] for t in json.loads(_get(server, "/api/state")[1])["tracks"]}
+
+
+def test_malformed_requests_get_a_4xx_and_nothing_on_the_terminal(review, capfd) -> None:
+    _, _, server = review
+    before = _masked(server)
+    host = f"Host: 127.0.0.1:{server.port}\r\nConnection: close\r\n"
+    cases = {
+        "5000-digit Range": (_raw(server, (f"GET /proxy.mp4?token={server.token} HTTP/1.1\r\n{host}"
+                                           f"Range: bytes={'9' * 5000}-\r\n\r\n").encode()), 416),
+        "two ranges": (_raw(server, (f"GET /proxy.mp4?token={server.token} HTTP/1.1\r\n{host}"
+                                     "Range: bytes=0-1,5-9\r\n\r\n").encode()), 416),
+        "70 KB path": (_raw(server, f"GET /{'a' * 70_000}?token={server.token} HTTP/1.1\r\n{host}\r\n".encode()), 414),
+        "JSON 1e400": (_post_raw(server, "/api/track", b'{"id": 1e400, "masked": true}'), 400),
+        "JSON NaN": (_post_raw(server, "/api/track", b'{"id": 0, "masked": true, "first": NaN}'), 400),
+        "5000-digit id": (_post_raw(server, "/api/track", b'{"id": ' + b"9" * 5000 + b', "masked": true}'), 400),
+        "deep nesting": (_post_raw(server, "/api/track", b"[" * 60_000), 400),
+        "Content-Length abc": (_post_raw(server, "/api/save", b"{}", length="abc"), 400),
+        "Content-Length -1": (_post_raw(server, "/api/save", b"{}", length="-1"), 400),
+        "chunked": (_post_raw(server, "/api/save", b"2\r\n{}\r\n0\r\n\r\n", length="",
+                              extra="Transfer-Encoding: chunked\r\n"), 411),
+        "masked as text": (_post_raw(server, "/api/track", b'{"id": 1, "masked": "false"}'), 400),
+        "id as text": (_post_raw(server, "/api/track", b'{"id": "1", "masked": true}'), 400),
+        "id as bool": (_post_raw(server, "/api/track", b'{"id": true, "masked": true}'), 400),
+        "negative frame": (_post_raw(server, "/api/track", b'{"id": 1, "masked": true, "first": -5}'), 400),
+        "huge frame": (_post_raw(server, "/api/trim", b'{"id": 1, "first": 0, "last": 1e30}'), 400),
+        "huge box": (_post_raw(server, "/api/box", b'{"frame": 5, "box": [-1e9, -1e9, 1e9, 1e9]}'), 400),
+        "box of text": (_post_raw(server, "/api/box", b'{"frame": 5, "box": ["0", 0, 10, 10]}'), 400),
+        "reason not text": (_post_raw(server, "/api/track", b'{"id": 1, "masked": true, "reason": {"a": 1}}'), 400),
+    }
+    for name, (answer, status) in cases.items():
+        assert _status(answer) == status, (name, answer[:300])
+        assert answer.rstrip().endswith(b"}"), (name, answer[-200:])  # one JSON line: {"error": ...}
+    _wait_for_handlers()
+    # Nothing changed, the server still answers, and the terminal shows no traceback.
+    assert _masked(server) == before
+    assert _get(server, "/api/state")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err[-2000:]
+
+
+def test_a_client_that_goes_away_prints_nothing(review, capfd) -> None:
+    _, _, server = review
+    for path in ("/api/state", "/proxy.mp4"):
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            s.sendall(f"GET {path}?token={server.token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+            # A reset, as a browser that seeks or closes the tab: the server's next read or write fails.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s.close()
+    _wait_for_handlers()
+    assert _get(server, "/api/state")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Error" not in err, err[-2000:]
+
+
+@pytest.mark.parametrize("server_options", [{"max_connections": 4, "request_timeout": 60.0}])
+def test_idle_connections_hold_at_most_max_connections_threads(review, server_options, capfd) -> None:
+    _, _, server = review
+    _wait_for_handlers()
+    idle, refused = [], 0
+    try:
+        for _ in range(40):
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+            idle.append(s)
+        for s in idle[4:]:
+            answer = s.recv(1000)
+            refused += answer.startswith(b"HTTP/1.1 503")
+        assert refused == 36, "every connection past the 4th is answered at once"
+        assert len(_handler_threads()) <= 4
+    finally:
+        for s in idle:
+            s.close()
+    _wait_for_handlers()
+    assert _get(server, "/api/state")[0] == 200, "closed connections give their slots back"
+    assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("server_options", [{"request_timeout": 0.5}])
+def test_a_silent_connection_is_closed(review, server_options) -> None:
+    _, _, server = review
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall(b"GET /api/state HTT")  # and then nothing
+        assert s.recv(1000) == b"", "the server closes a socket that stops sending"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall((f"POST /api/save HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\nX-Blurface-Token: {server.token}\r\n"
+                   "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{").encode())  # 99 bytes short
+        assert s.recv(1000) == b""
+
+
+def test_the_page_sets_no_cookie_and_its_media_load_with_the_token_in_the_query(review) -> None:
+    _, _, server = review
+    conn = http.client.HTTPConnection("127.0.0.1", server.port)
+    conn.request("GET", f"/?token={server.token}")
+    response = conn.getresponse()
+    response.read()
+    assert response.status == 200
+    # A cookie for 127.0.0.1 is sent to every port on it, and two reviews would share its name.
+    assert response.getheader("Set-Cookie") is None
+    csp = response.getheader("Content-Security-Policy")
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    conn.close()
+    assert _get(server, "/proxy.mp4", headers={"Range": "bytes=0-9"})[0] == 206
+    assert _get(server, "/thumb/0-0.jpg")[1][:2] == b"\xff\xd8"
+    assert _get(server, "/proxy.mp4", token=False)[0] == 403
+
+
+def test_review_of_a_hostile_plan_is_refused_with_one_line(review, tmp_path: Path, capsys, monkeypatch) -> None:
+    from blurface import server
+    from blurface.cli import main
+
+    def served(self) -> None:  # noqa: ANN001
+        raise AssertionError("the hostile plan was served")  # fail, not hang, where the plan is accepted
+
+    monkeypatch.setattr(server.ReviewServer, "serve_forever", served)
+
+    clip, plan_path, _ = review
+    data = json.loads(plan_path.read_text())
+    data["tracks"][0]["decision"] = (
+        "<img src=x onerror=\"fetch('/api/track',{method:'POST',headers:{'X-Blurface-Token':TOKEN,"
+        "'Content-Type':'application/json'},body:'{\\\"id\\\":0,\\\"masked\\\":false}'})\">")
+    hostile = tmp_path / "hostile.plan.json"
+    hostile.write_text(json.dumps(data))
+    capsys.readouterr()
+    assert main(["review", str(clip.path), "--plan", str(hostile), "-q", "-o", str(tmp_path / "x.mp4")]) == 2
+    out, err = capsys.readouterr()
+    assert "open http" not in out, "no page is served"
+    assert len(err.strip().splitlines()) == 1 and "tracks[0].decision" in err and "use one of target" in err, err
+    assert hostile.read_text() == json.dumps(data)
+
+
+def test_review_on_a_busy_port_fails_at_once_with_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    from blurface import pipeline
+    from blurface.cli import main
+
+    clip = make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=6, width=192, height=108, face_px=40)
+
+    def analysed(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("the video was analysed before the port was checked")
+
+    monkeypatch.setattr(pipeline, "make_plan", analysed)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code = main(["review", str(clip.path), "--all", "--port", str(port), "-q", "-o", str(tmp_path / "x.mp4")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and f"--port {port}" in err and "in use" in err and "unexpected" not in err, err
+    assert not (tmp_path / "x.mp4").exists()
