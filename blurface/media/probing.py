@@ -73,7 +73,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         else:
             start = 0.0
         duration = _stream_duration(container, stream, time_base, start)
-        frame_count = _frame_count(stream, duration, fps)
+        frame_count = _frame_count(stream, duration, fps, container.format.name)
 
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
@@ -242,12 +242,18 @@ def _stream_duration(
     return 0.0
 
 
-def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction) -> int:
-    """Frames a full decode yields: exact for MP4/MOV, estimated elsewhere."""
+def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction, container_format: str = "") -> int:
+    """Frames a full decode yields: exact for MP4/MOV and AVI, estimated elsewhere."""
     if stream.frames > 0:
+        entries = stream.index_entries
+        if container_format == "avi" and entries:
+            # AVI's stated length counts every video chunk, and an empty chunk stands for
+            # a dropped frame (the previous picture stays on screen one more slot):
+            # FFmpeg's index leaves those out, and no frame is decoded for them. A 1.5 s
+            # cut that FFmpeg muxed with an empty chunk said 46 frames and decoded 45.
+            return sum(1 for entry in entries if entry.size > 0)
         # The MP4 sample table also lists frames an edit list cuts away (a trim made
         # on a phone, say); FFmpeg flags those as discarded and never outputs them.
-        entries = stream.index_entries
         if len(entries) == stream.frames:
             return sum(1 for entry in entries if not entry.is_discard)
         return stream.frames
