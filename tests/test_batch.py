@@ -50,7 +50,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, F
     root = tmp_path_factory.mktemp("batch")
     arch = root / "archive"
     clips = {rel: small_face_clip(arch / rel) for rel in GOOD}
-    (arch / "notes.mp4").write_text("not a video, whatever the name says\n")
+    (arch / "notes.txt").write_text("not a video, nor any media\n")
     make_audio_only(arch / "sub" / "tone.m4a")
     # A video that probes but is cut in half: it fails during processing.
     whole = make_clip(root / "whole.mp4", n_frames=24, width=320, height=240, audio=("aac",), faststart=True)
@@ -138,18 +138,18 @@ def test_archive_is_mirrored_masked_and_bad_files_reported(archive, tmp_path, ca
     for rel in GOOD:  # audio and timing survive as in the single-file command
         assert media.probe(out / rel).frame_count == media.probe(clips[rel].path).frame_count
     report = report_rows(out)
-    assert set(report) == {*GOOD, "notes.mp4", "sub/tone.m4a", "sub/broken.mp4"}
+    assert set(report) == {*GOOD, "notes.txt", "sub/tone.m4a", "sub/broken.mp4"}
     assert {report[r]["status"] for r in GOOD} == {"done"}
     assert report["sub/broken.mp4"]["status"] == "failed"
     assert "truncated or damaged" in report["sub/broken.mp4"]["reason"] and report["sub/broken.mp4"]["output"] == ""
-    assert report["notes.mp4"]["status"] == "skipped" and "not a readable video" in report["notes.mp4"]["reason"]
+    assert report["notes.txt"]["status"] == "skipped" and "not a readable video" in report["notes.txt"]["reason"]
     assert report["sub/tone.m4a"]["status"] == "skipped" and "no video stream" in report["sub/tone.m4a"]["reason"]
     # One line per problem, naming the file; a summary at the end.
     lines = err.splitlines()
     assert [ln for ln in lines if ln.startswith("failed")] == [
         "failed  sub/broken.mp4: " + report["sub/broken.mp4"]["reason"]
     ]
-    assert any(ln.startswith("skipped notes.mp4: ") for ln in lines)
+    assert any(ln.startswith("skipped notes.txt: ") for ln in lines)
     assert any(ln.startswith("skipped sub/tone.m4a: ") for ln in lines)
     assert "batch: 3 done, 1 failed, 2 skipped" in lines[-1]
     assert "Traceback" not in err
@@ -189,6 +189,131 @@ def test_a_changed_input_is_redone_and_only_it(archive, tmp_path) -> None:
     rows = manifest_rows(out)
     assert [rows[r]["completions"] for r in GOOD] == [2, 1, 1]
     assert media.probe(out / "one.mp4").frame_count == 20
+
+
+
+# --------------------------------------------------------------------------- outputs, unreadable inputs, names
+
+
+def test_inputs_that_meet_at_one_output_get_distinct_outputs(tmp_path, capsys) -> None:
+    """Issue 21 #2: x.avi went to x.avi.mp4, as did a real x.avi.mp4: both "done", one file lost."""
+    arch = tmp_path / "archive"
+    made = tmp_path / "made"
+    # Each input is told apart by its length. x.avi holds MP4 data: videos are found by probing.
+    clips = {}
+    for rel, n in (("x.avi", 12), ("x.avi.mp4", 16), ("Cam.mp4", 14), ("cam.mp4", 18)):
+        clips[rel] = small_face_clip(made / f"{n}.mp4", n_frames=n)
+        (arch / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(clips[rel].path, arch / rel)
+    out = tmp_path / "masked"
+    assert main(["batch", str(arch), "-o", str(out), "--all", "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    # The documented rule: a name kept as it is wins, then sorted order; the others get " (2)".
+    expected = {"x.avi.mp4": "x.avi.mp4", "x.avi": "x.avi (2).mp4", "Cam.mp4": "Cam.mp4", "cam.mp4": "cam (2).mp4"}
+    report = report_rows(out)
+    assert {rel: r["output"] for rel, r in report.items()} == expected
+    assert {r["status"] for r in report.values()} == {"done"}
+    assert "output named x.avi (2).mp4: x.avi.mp4 is the output of x.avi.mp4" in report["x.avi"]["changes"]
+    assert "done    x.avi -> x.avi (2).mp4: 12 frames" in err
+    for rel, output in expected.items():
+        assert media.probe(out / output).frame_count == media.probe(arch / rel).frame_count
+        masked = masked_per_frame(clips[rel].path, out / output, clips[rel].boxes)
+        assert masked and all(masked), rel
+    # Stable: a rerun plans the same outputs and redoes nothing.
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert "4 already up to date" in capsys.readouterr().err
+    assert {rel: r["completions"] for rel, r in manifest_rows(out).items()} == dict.fromkeys(expected, 1)
+
+
+def test_plan_outputs_rule() -> None:
+    out = Path("/m")
+    plan = batch.plan_outputs(out, ["a.avi", "a.avi.mp4", "a.avi (2)", "d.mkv", "d.MKV", "f.avi", "f.avi.mp4/g.mp4"])
+    assert {rel: final.relative_to(out).as_posix() for rel, (final, _) in plan.items()} == {
+        "a.avi.mp4": "a.avi.mp4",  # its own name: kept
+        "a.avi (2)": "a.avi (2).mp4",  # a natural name is never taken by a renamed one
+        "a.avi": "a.avi (3).mp4",
+        "d.MKV": "d.MKV",  # same name but for case: the first in sorted order keeps it
+        "d.mkv": "d (2).mkv",
+        "f.avi": "f.avi (2).mp4",  # f.avi.mp4 is a folder other outputs need
+        "f.avi.mp4/g.mp4": "f.avi.mp4/g.mp4",
+    }
+    assert "f.avi.mp4 is the folder f.avi.mp4" in plan["f.avi"][1]
+
+
+def test_an_input_that_becomes_unreadable_fails_and_loses_its_output(tmp_path, capsys) -> None:
+    """Issue 21 #7: a truncated input was "skipped (not video)", its old output kept, exit 0, --status "done"."""
+    arch = tmp_path / "archive"
+    small_face_clip(arch / "one.mp4")
+    shutil.copy2(arch / "one.mp4", arch / "two.mp4")
+    (arch / "notes.txt").write_text("not media at all\n")
+    make_audio_only(arch / "tone.m4a")
+    out = tmp_path / "masked"
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q", "--jobs", "1"]) == 0
+    assert (out / "one.mp4").is_file()
+    capsys.readouterr()
+
+    data = (arch / "one.mp4").read_bytes()
+    (arch / "one.mp4").write_bytes(data[: len(data) // 2])  # the index is at the end: probing fails
+    (arch / "fake.mp4").write_text("a video extension, and no video\n")
+    # A Matroska signature, cut short, under a name that says nothing.
+    mkv = make_clip(tmp_path / "c.mkv", n_frames=24, width=64, height=48).read_bytes()
+    (arch / "card_dump").write_bytes(mkv[:40])
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 1
+    err = capsys.readouterr().err
+    report = report_rows(out)
+    assert {rel: r["status"] for rel, r in report.items()} == {
+        "one.mp4": "failed", "fake.mp4": "failed", "card_dump": "failed",
+        "two.mp4": "done", "notes.txt": "skipped", "tone.m4a": "skipped",
+    }
+    assert report["one.mp4"]["output"] == "" and not (out / "one.mp4").exists()  # the stale output is removed
+    assert "not a readable video" in report["one.mp4"]["reason"]
+    assert [ln.split(":")[0] for ln in err.splitlines() if ln.startswith("failed")] == [
+        "failed  card_dump", "failed  fake.mp4", "failed  one.mp4"]
+    assert "batch: 0 done, 3 failed, 2 skipped (not video), 1 already up to date" in err
+    assert main(["batch", "--status", str(out)]) == 1
+    status = capsys.readouterr().out
+    assert "4 videos: 1 done, 3 failed, 0 not done; 2 other files skipped" in status
+    assert "failed  one.mp4: " in status
+
+    # Mended: done again, with no other file redone.
+    small_face_clip(arch / "one.mp4")
+    for rel in ("fake.mp4", "card_dump"):
+        (arch / rel).unlink()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    rows = manifest_rows(out)
+    assert rows["one.mp4"]["status"] == "done" and (out / "one.mp4").is_file()
+    assert rows["two.mp4"]["completions"] == 1
+
+
+def test_file_names_are_escaped_in_every_line(tmp_path, capsys) -> None:
+    """Issue 21 #12: names with terminal escape codes were printed raw; a newline split a skipped line."""
+    arch = tmp_path / "archive"
+    small_face_clip(arch / "cam\x1b[2J.mp4")
+    (arch / "red\x1b[31m.txt").write_text("not media\n")
+    (arch / "two\nlines.txt").write_text("not media\n")
+    (arch / "bad\x1b]0;pwned\x07.mp4").write_text("not a video\n")
+    out = tmp_path / "masked"
+    code = main(["batch", str(arch), "-o", str(out), "--all", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    lines = err.splitlines()
+    assert "skipped two\\nlines.txt: is not a readable video (FFmpeg: invalid data): the file is damaged, " \
+           "incomplete, or not a media file" in lines
+    assert any(ln.startswith("skipped red\\x1b[31m.txt: ") for ln in lines)
+    assert any(ln.startswith("done    cam\\x1b[2J.mp4 -> cam\\x1b[2J.mp4: 16 frames") for ln in lines)
+    assert any(ln.startswith("failed  bad\\x1b]0;pwned\\x07.mp4: ") for ln in lines)
+    assert code == 1
+    assert main(["batch", "--status", str(out)]) == 1
+    status = capsys.readouterr().out
+    assert "\x1b" not in status and "failed  bad\\x1b]0;pwned\\x07.mp4: " in status
+
+
+def test_printable_escapes_controls_and_keeps_letters() -> None:
+    from blurface.text import one_line, printable
+
+    assert printable("Ünïcode clip 名前.mov") == "Ünïcode clip 名前.mov"
+    assert printable("a\x1b[2Jb\x07\x7f\x9b\u202ec\u200bd\te") == "a\\x1b[2Jb\\x07\\x7f\\x9b\\u202ec\\u200bd\\te"
+    assert one_line("first\nsecond \x1b[0m") == "first second \\x1b[0m"
 
 
 @pytest.mark.parametrize(
@@ -319,6 +444,9 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
 
         def wait(self, futures):  # noqa: ANN001, ANN202
             return set(futures)
+
+        def retries(self, future: Future) -> int:
+            return 0
 
         def lost(self, future: Future, error: BaseException) -> bool:
             return True
