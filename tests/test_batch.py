@@ -471,20 +471,71 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
 # --------------------------------------------------------------------------- Dask
 
 
-def test_dask_local_cluster(archive, tmp_path) -> None:
+def test_dask_local_cluster_with_relative_paths(archive, tmp_path, monkeypatch) -> None:
+    """Issue 21 #4: relative paths failed every file with "not found on worker ... shared storage"."""
     distributed = pytest.importorskip("distributed")
-    arch = copy_archive(archive[0], tmp_path)
+    copy_archive(archive[0], tmp_path)
     clips = {rel: archive[1][rel] for rel in GOOD}
-    out = tmp_path / "masked"
     work = batch.prepare(targets=[archive[2]])
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as cluster:
-        summary = batch.run_batch(arch, out, work, scheduler=cluster.scheduler_address)
-    assert (summary.done, summary.failed, summary.skipped) == (3, 1, 2)
+        # The workers started elsewhere, as on a cluster: their working folder is not the client's.
+        monkeypatch.chdir(tmp_path)
+        summary = batch.run_batch("archive", "masked", work, scheduler=cluster.scheduler_address)
+    out = tmp_path / "masked"
+    reasons = {r.path: r.reason for r in summary.rows if r.status == "failed"}
+    assert (summary.done, summary.failed, summary.skipped) == (3, 1, 2), reasons
+    assert list(reasons) == ["sub/broken.mp4"] and "truncated or damaged" in reasons["sub/broken.mp4"]
     assert summary.exit_code == 1
     assert_masked(clips, out)
     assert hidden_leftovers(out) == []
+
+
+def test_a_worker_that_cannot_see_a_file_says_so(archive, tmp_path, monkeypatch) -> None:
+    """A worker without the shared storage: the file is there for the client, not for it."""
+    from concurrent.futures import Future
+
+    class BlindPool:
+        capacity = 1
+
+        def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
+            pass
+
+        def submit(self, job: batch.Job) -> Future:
+            assert os.path.isabs(job.src) and os.path.isabs(job.staged)  # resolved by the client
+            away = Path(job.src).with_name(".elsewhere")
+            os.rename(job.src, away)  # while the worker looks, the file is not where the client sees it
+            try:
+                outcome = batch.process_file(job)
+            finally:
+                os.rename(away, job.src)
+            future: Future = Future()
+            future.set_result(outcome)
+            return future
+
+        def wait(self, futures):  # noqa: ANN001, ANN202
+            return set(futures)
+
+        def retries(self, future: Future) -> int:
+            return 0
+
+        def lost(self, future: Future, error: BaseException) -> bool:
+            return False
+
+        def close(self, *, cancel: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(batch, "LocalPool", BlindPool)
+    arch = tmp_path / "archive"
+    arch.mkdir()
+    shutil.copy2(archive[0] / "one.mp4", arch / "one.mp4")
+    monkeypatch.chdir(tmp_path)
+    summary = batch.run_batch("archive", "masked", batch.prepare(all_faces=True))
+    assert summary.failed == 1
+    reason = manifest_rows(tmp_path / "masked")["one.mp4"]["reason"]
+    assert reason.startswith(f"{arch / 'one.mp4'}: not found on worker ")
+    assert "though the machine running 'blurface batch' sees it: every worker must see the archive" in reason
 
 
 def _free_port() -> int:
@@ -532,8 +583,10 @@ def test_cli_on_a_dask_scheduler_survives_a_killed_worker(four_clips, tmp_path) 
         assert proc.returncode == 0, err
         rows = manifest_rows(out)
         assert {rel: r["completions"] for rel, r in rows.items()} == dict.fromkeys(clips, 1)
-        # The file the killed worker was rendering was finished by the other one.
+        # The file the killed worker was rendering was finished by the other one, and both tries count.
         assert rows[victim["rel"]]["worker"].endswith(f":{survivor}")
+        assert rows[victim["rel"]]["attempts"] == 2
+        assert report_rows(out)[victim["rel"]]["attempts"] == "2"
         assert hidden_leftovers(out) == []
         assert_masked(clips, out, tuple(clips))
     finally:
