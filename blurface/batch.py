@@ -304,7 +304,7 @@ def process_file(job: Job) -> Outcome:
     except MemoryError:
         outcome.error = "out of memory: run fewer jobs per machine (--jobs) or use --fast"
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-        log.debug("unexpected error on %s", job.src, exc_info=True)
+        log.debug("unexpected error on %s", printable(job.src), exc_info=True)
         outcome.error = " ".join(f"unexpected {type(e).__name__}: {e}".splitlines())
     else:
         outcome.frames, outcome.masked_frames = result.frames, result.masked_frames
@@ -673,11 +673,19 @@ def run_batch(
             row = _probe_row(rel, path, manifest.get(rel))
             manifest.put(row)
             entries.append(Entry(rel, path, row))
-        # What this batch wrote (any row, any run): replaceable without --overwrite. An
-        # output two rows claim (collisions before outputs were planned) is redone.
-        recorded = Counter(r.output for r in manifest.rows() if r.output)
         planned = plan_outputs(out_dir, [e.rel for e in entries if e.row.is_video and not _unreadable(e.row)])
         planned_names = {final.relative_to(out_dir).as_posix() for final, _ in planned.values()}
+        # What this batch wrote (any row, any run): replaceable without --overwrite.
+        owned = set()
+        found = {e.rel for e in entries}
+        for r in manifest.rows():
+            if r.output:
+                owned.add(r.output)
+                if r.path not in found and r.output in planned_names:  # a gone input's output, now another's
+                    r.output = r.output_size = None
+                    manifest.put(r)
+        # An output two files claim (collisions before outputs were planned) is redone.
+        recorded = Counter(e.row.output for e in entries if e.row.output)
         todo = []
         for entry in entries:
             row = entry.row
@@ -705,7 +713,7 @@ def run_batch(
         events.started([e.row for e in todo], summary.up_to_date)
         if todo:
             pool = pool or LocalPool(jobs or default_jobs(), work)
-            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, set(recorded), events, summary)
+            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, owned, events, summary)
         summary.rows = [e.row for e in entries]
         mf.write_report(summary.rows, summary.report)
         return summary
@@ -751,9 +759,9 @@ def _remove_stale_files(out_dir: Path) -> None:
             if name.startswith(".") and (".blurface-batch-" in name or ".blurface-tmp-" in name):
                 try:
                     os.unlink(os.path.join(root, name))
-                    log.info("removed stale file %s", os.path.join(root, name))
+                    log.info("removed stale file %s", printable(os.path.join(root, name)))
                 except OSError as e:
-                    log.warning("could not remove stale file %s: %s", os.path.join(root, name), e)
+                    log.warning("could not remove stale file %s: %s", printable(os.path.join(root, name)), e)
 
 
 def _remove_output(row: Row, out_dir: Path, planned: set[str]) -> None:
@@ -809,6 +817,9 @@ def _schedule(
         assert entry.final is not None
         if entry.final.exists() and not overwrite and entry.final.relative_to(out_dir).as_posix() not in owned:
             row.status, row.reason = mf.FAILED, f"{entry.final} exists and is not from this batch: use --overwrite to replace it"
+            if entry.stale is not None:  # its earlier output, under the name it had: not current either
+                _remove_stale(entry)
+                row.output = row.output_size = None
             manifest.put(row)
             summary.failed += 1
             events.finished(row)
@@ -910,7 +921,7 @@ def _discard(staged: Path, *, staged_too: bool) -> None:
         try:
             p.unlink(missing_ok=True)
         except OSError as e:
-            log.warning("could not remove temporary file %s: %s", p, e)
+            log.warning("could not remove temporary file %s: %s", printable(str(p)), e)
 
 
 def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, summary: Summary, events: Events) -> None:
@@ -941,7 +952,7 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
         try:
             entry.final.unlink()
         except OSError as e:
-            log.warning("could not remove the outdated output %s: %s", entry.final, e)
+            log.warning("could not remove the outdated output %s: %s", printable(str(entry.final)), e)
     row.output = None
     _remove_stale(entry)
     manifest.put(row)

@@ -223,6 +223,14 @@ def test_inputs_that_meet_at_one_output_get_distinct_outputs(tmp_path, capsys) -
     assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
     assert "4 already up to date" in capsys.readouterr().err
     assert {rel: r["completions"] for rel, r in manifest_rows(out).items()} == dict.fromkeys(expected, 1)
+    # The real x.avi.mp4 leaves the archive: x.avi takes its plain output again, and its "(2)" copy goes.
+    (arch / "x.avi.mp4").unlink()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert report_rows(out)["x.avi"]["output"] == "x.avi.mp4"
+    assert media.probe(out / "x.avi.mp4").frame_count == 12 and not (out / "x.avi (2).mp4").exists()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert "3 already up to date" in capsys.readouterr().err
+    assert manifest_rows(out)["x.avi"]["completions"] == 2
 
 
 def test_plan_outputs_rule() -> None:

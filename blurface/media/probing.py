@@ -34,9 +34,10 @@ class NotVideoError(MediaError):
 
 
 # Extensions of video files: one that cannot be read is a damaged video, not "some other file".
+# Not .ts (TypeScript) nor .mod (go.mod): MPEG transport streams are known by their signature.
 VIDEO_EXTENSIONS = frozenset(
-    ".3g2 .3gp .asf .avi .dv .f4v .flv .h264 .h265 .hevc .m2t .m2ts .m2v .m4v .mkv .mod .mov .mp4 .mpeg .mpg "
-    ".mts .mxf .ogv .qt .rm .rmvb .tod .ts .vob .webm .wmv .y4m".split()
+    ".3g2 .3gp .asf .avi .dv .f4v .flv .h264 .h265 .hevc .m2t .m2ts .m2v .m4v .mkv .mov .mp4 .mpeg .mpg "
+    ".mts .mxf .ogv .qt .rm .rmvb .vob .webm .wmv .y4m".split()
 )
 
 
