@@ -173,6 +173,7 @@ def test_avi_is_counted_timed_and_masked_end_to_end(tmp_path, codec, capsys):
     slots = avi_slots(src)
     assert [t - times[0] for t in times] == pytest.approx([s - slots[0] for s in slots], abs=1e-6)
     assert list(media.frame_times(info) - times[0]) == pytest.approx([t - times[0] for t in times], abs=1e-6)
+    assert level_of(media.frame_at(info, 31)) == 31 % len(LEVELS)  # a seek and a range decode
 
     assert main([str(src), "--all", "-q"]) == 0, capsys.readouterr().err
     out = tmp_path / "x.blurred.mp4"
