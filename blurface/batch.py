@@ -557,7 +557,8 @@ def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
         # The probe names the file first; the report has its own column for that.
         _probe_failure(row, path, str(e).removeprefix(f"{path}: "), readable=isinstance(e, media.NotVideoError))
     except Exception as e:  # noqa: BLE001 - one odd file must not stop the walk
-        _probe_failure(row, path, " ".join(f"could not be probed ({type(e).__name__}: {e})".splitlines()), readable=False)
+        reason = " ".join(f"could not be probed ({type(e).__name__}: {e})".splitlines())
+        _probe_failure(row, path, reason, readable=False)
     else:
         row.duration, row.frame_count = info.duration, info.frame_count
     if known is not None:  # keep the history: a changed file is redone, not forgotten
