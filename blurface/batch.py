@@ -34,13 +34,15 @@ import signal
 import socket
 import threading
 import time
+import unicodedata
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import FrameType
 
 import numpy as np
@@ -48,6 +50,7 @@ import numpy as np
 from . import manifest as mf
 from . import media
 from .manifest import Manifest, Row
+from .text import printable
 from .types import BlurfaceError, InputError, Interrupted, MediaError, OutputError
 
 log = logging.getLogger(__name__)
@@ -221,6 +224,7 @@ class Outcome:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)
     worker: str = ""
+    unseen: str | None = None  # a path the worker could not see (the client words the error)
 
 
 _busy = False  # a file is in progress in this process (the SIGTERM handler must clean up)
@@ -278,9 +282,11 @@ def process_file(job: Job) -> Outcome:
     outcome = Outcome(job.rel, worker=worker)
     if not os.path.exists(job.src):
         outcome.error = f"{job.src}: not found on worker {worker}: {_SHARED_PATHS_HINT}"
+        outcome.unseen = job.src
         return outcome
     if not os.path.isdir(os.path.dirname(job.staged)):
         outcome.error = f"{os.path.dirname(job.staged)}: output folder not found on worker {worker}: {_SHARED_PATHS_HINT}"
+        outcome.unseen = os.path.dirname(job.staged)
         return outcome
 
     global _busy
@@ -300,7 +306,7 @@ def process_file(job: Job) -> Outcome:
     except MemoryError:
         outcome.error = "out of memory: run fewer jobs per machine (--jobs) or use --fast"
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-        log.debug("unexpected error on %s", job.src, exc_info=True)
+        log.debug("unexpected error on %s", printable(job.src), exc_info=True)
         outcome.error = " ".join(f"unexpected {type(e).__name__}: {e}".splitlines())
     else:
         outcome.frames, outcome.masked_frames = result.frames, result.masked_frames
@@ -339,6 +345,10 @@ class LocalPool:
 
     def wait(self, futures: Iterable[Future]) -> set[Future]:
         return set(futures_wait(list(futures), return_when=FIRST_COMPLETED).done)
+
+    def retries(self, future: Future) -> int:
+        """Tries of this job beyond the one submitted: none here (a dead worker's file is submitted again)."""
+        return 0
 
     def lost(self, future: Future, error: BaseException) -> bool:
         """Whether ``error`` means a worker died (then the file may be tried again).
@@ -402,6 +412,30 @@ class DaskPool:
 
         return set(wait(list(futures), return_when="FIRST_COMPLETED").done)
 
+    def retries(self, future: Future) -> int:
+        """Tries of this finished job beyond the one submitted: the scheduler's own retries.
+
+        When a worker dies holding a task, the scheduler counts it (``suspicious``) and
+        hands the task to another worker, unseen by the client. Every such death was a
+        try; after ``KilledWorker`` the last death was the last try, so one less.
+        Asked while the future is held (the scheduler forgets released tasks).
+        """
+        from distributed import KilledWorker
+
+        key = future.key
+
+        def deaths(dask_scheduler) -> int:  # noqa: ANN001 - runs on the scheduler, by value (cloudpickle)
+            task = dask_scheduler.tasks.get(key)
+            return 0 if task is None else int(task.suspicious)
+
+        try:
+            died = int(self._client.run_on_scheduler(deaths))
+        except Exception as e:  # noqa: BLE001 - a count for the report must not fail the file
+            log.debug("could not ask the scheduler how often %s was retried: %s", key, e)
+            return 0
+        killed = future.status == "error" and isinstance(future.exception(), KilledWorker)
+        return max(0, died - 1) if killed else died
+
     def lost(self, future: Future, error: BaseException) -> bool:
         """Whether to try the file again: not after ``KilledWorker`` (the scheduler already did)."""
         from distributed import KilledWorker
@@ -423,19 +457,70 @@ class Entry:
     path: Path
     row: Row
     final: Path | None = None  # the output, for videos
+    stale: Path | None = None  # its output of an earlier run under another name: removed once redone
 
 
 def output_path(out_dir: Path, rel: str) -> tuple[Path, str | None]:
-    """Where ``rel`` goes under ``out_dir``, and the container change, if any.
+    """Where ``rel`` goes under ``out_dir`` by its name alone, and the container change, if any.
 
     MP4, MOV and MKV keep their name; anything else gets ``.mp4`` appended
-    (``clip.avi`` -> ``clip.avi.mp4``), so two inputs never share an output.
+    (``clip.avi`` -> ``clip.avi.mp4``). Two inputs may still meet there: see :func:`plan_outputs`.
     """
     target = out_dir / rel
     if target.suffix.lower() in media.OUTPUT_FORMATS:
         return target, None
     was = target.suffix.lstrip(".") or "(no extension)"
     return target.with_name(target.name + ".mp4"), f"container {was} -> mp4 (blurface writes mp4, mov or mkv)"
+
+
+def _output_key(rel_out: str) -> str:
+    """Names that are one file somewhere: case (macOS, Windows, SMB shares) and Unicode normal form (macOS)."""
+    return unicodedata.normalize("NFC", rel_out).casefold()
+
+
+def plan_outputs(out_dir: Path, rels: Iterable[str]) -> dict[str, tuple[Path, str | None]]:
+    """The output of every video ``rel`` under ``out_dir``, no two the same: ``rel -> (output, change)``.
+
+    Decided for the whole archive before any work. By name, ``clip.avi`` goes to
+    ``clip.avi.mp4``, which a real ``clip.avi.mp4`` keeps too; then both said ``done``
+    and one output was lost. Names that differ only in case or Unicode form count as
+    one (they are one file on macOS, Windows and most network shares), and a file may
+    not take the name of a folder other outputs need. Rule: the file whose own name is
+    its output keeps it, then the first in sorted order; each other gets `` (2)``,
+    `` (3)``, ... before its extension (``clip.avi (2).mp4``), which ``change`` says.
+    The rule depends only on the archive's names, so reruns plan the same outputs.
+    """
+    natural = {rel: output_path(out_dir, rel) for rel in rels}
+    owner: dict[str, str] = {}  # output key -> what holds it
+    for final, _ in natural.values():
+        for folder in PurePosixPath(final.relative_to(out_dir).as_posix()).parents:
+            if str(folder) != ".":
+                owner.setdefault(_output_key(str(folder)), f"the folder {folder}")
+    plan: dict[str, tuple[Path, str | None]] = {}
+    losers = []
+    for rel in sorted(natural, key=lambda r: (natural[r][1] is not None, r)):  # kept names first
+        final, change = natural[rel]
+        key = _output_key(final.relative_to(out_dir).as_posix())
+        if key in owner:
+            losers.append(rel)
+        else:
+            owner[key] = f"the output of {rel}"
+            plan[rel] = natural[rel]
+    for rel in losers:
+        final, change = natural[rel]
+        taken = owner[_output_key(final.relative_to(out_dir).as_posix())]
+        n = 2
+        while True:
+            candidate = final.with_name(f"{final.stem} ({n}){final.suffix}")
+            key = _output_key(candidate.relative_to(out_dir).as_posix())
+            if key not in owner:
+                break
+            n += 1
+        owner[key] = f"the output of {rel}"
+        renamed = f"output named {candidate.name}: {final.name} is {taken}"
+        log.warning("%s: %s", printable(rel), printable(renamed))
+        plan[rel] = (candidate, "; ".join(c for c in (change, renamed) if c))
+    return plan
 
 
 def walk(archive: Path, out_dir: Path) -> Iterable[tuple[str, Path]]:
@@ -448,29 +533,54 @@ def walk(archive: Path, out_dir: Path) -> Iterable[tuple[str, Path]]:
             yield path.relative_to(archive).as_posix(), path
 
 
+def _unreadable(row: Row) -> bool:
+    """A video (by extension or signature) that could not be probed: failed before any work."""
+    return row.is_video and row.status == mf.FAILED and row.duration is None
+
+
 def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
-    """The manifest row for ``path``: probed again only when its size or mtime changed."""
+    """The manifest row for ``path``: probed again when its size or mtime changed, or it was unreadable.
+
+    What is not a video is skipped; a video that cannot be read is failed (see :func:`_probe_failure`).
+    """
     try:
         st = path.stat()
     except OSError as e:  # vanished since the walk, or a broken link
-        return Row(path=rel, size=-1, mtime_ns=-1, is_video=False, status=mf.SKIPPED, reason=f"cannot read it: {e.strerror}")
-    if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        row = Row(path=rel, size=-1, mtime_ns=-1, is_video=False, status=mf.SKIPPED, reason=f"cannot read it: {e.strerror}")
+        if known is not None:
+            row.output = known.output  # removed by the caller: no input, no output
+        return row
+    if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns) and not _unreadable(known):
         return known
     row = Row(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, is_video=True)
     try:
         info = media.probe(path)
     except MediaError as e:
-        row.is_video, row.status = False, mf.SKIPPED
         # The probe names the file first; the report has its own column for that.
-        row.reason = str(e).removeprefix(f"{path}: ")
+        _probe_failure(row, path, str(e).removeprefix(f"{path}: "), readable=isinstance(e, media.NotVideoError))
     except Exception as e:  # noqa: BLE001 - one odd file must not stop the walk
-        row.is_video, row.status = False, mf.SKIPPED
-        row.reason = " ".join(f"could not be probed ({type(e).__name__}: {e})".splitlines())
+        reason = " ".join(f"could not be probed ({type(e).__name__}: {e})".splitlines())
+        _probe_failure(row, path, reason, readable=False)
     else:
         row.duration, row.frame_count = info.duration, info.frame_count
     if known is not None:  # keep the history: a changed file is redone, not forgotten
         row.attempts, row.completions, row.output = known.attempts, known.completions, known.output
     return row
+
+
+def _probe_failure(row: Row, path: Path, reason: str, *, readable: bool) -> None:
+    """Skip what is not a video; fail a video that cannot be read.
+
+    Read and found without video (audio only, a still image): skipped. Unreadable and
+    meant to be a video (a video extension or container signature: a truncated copy, a
+    damaged card): failed, so the batch exits 1 and its earlier output is removed, never
+    passed off as current. Unreadable and neither: not media at all, skipped.
+    """
+    row.reason = reason
+    if not readable and media.looks_like_video(path):
+        row.is_video, row.status = True, mf.FAILED
+    else:
+        row.is_video, row.status = False, mf.SKIPPED
 
 
 # --------------------------------------------------------------------------- the client
@@ -483,7 +593,8 @@ class Events:
 
     def started(self, todo: list[Row], up_to_date: int) -> None: ...
 
-    def finished(self, row: Row) -> None: ...
+    def finished(self, row: Row) -> None:
+        """``row`` is done or failed; videos that cannot be read fail before :meth:`started`."""
 
     def retrying(self, row: Row, problem: str) -> None: ...
 
@@ -565,15 +676,39 @@ def run_batch(
             row = _probe_row(rel, path, manifest.get(rel))
             manifest.put(row)
             entries.append(Entry(rel, path, row))
+        planned = plan_outputs(out_dir, [e.rel for e in entries if e.row.is_video and not _unreadable(e.row)])
+        planned_names = {final.relative_to(out_dir).as_posix() for final, _ in planned.values()}
+        # What this batch wrote (any row, any run): replaceable without --overwrite.
+        owned = set()
+        found = {e.rel for e in entries}
+        for r in manifest.rows():
+            if r.output:
+                owned.add(r.output)
+                if r.path not in found and r.output in planned_names:  # a gone input's output, now another's
+                    r.output = r.output_size = None
+                    manifest.put(r)
+        # An output two files claim (collisions before outputs were planned) is redone.
+        recorded = Counter(e.row.output for e in entries if e.row.output)
         todo = []
         for entry in entries:
             row = entry.row
-            if not row.is_video:
-                summary.skipped += 1
-                events.skipped(row)
+            if not row.is_video or _unreadable(row):
+                _remove_output(row, out_dir, planned_names)
+                manifest.put(row)
+                if row.is_video:
+                    summary.failed += 1
+                    events.finished(row)
+                else:
+                    summary.skipped += 1
+                    events.skipped(row)
                 continue
-            entry.final, change = output_path(out_dir, entry.rel)
-            if _up_to_date(row, fingerprint, out_dir) or (retry_failed and row.status != mf.FAILED):
+            entry.final, change = planned[entry.rel]
+            name = entry.final.relative_to(out_dir).as_posix()
+            if row.output is not None and row.output != name and row.output not in planned_names:
+                entry.stale = out_dir / row.output
+            if (_up_to_date(row, fingerprint, out_dir) and row.output == name and recorded[name] == 1) or (
+                retry_failed and row.status != mf.FAILED
+            ):
                 summary.up_to_date += row.status == mf.DONE
                 continue
             row.changes = change
@@ -581,7 +716,7 @@ def run_batch(
         events.started([e.row for e in todo], summary.up_to_date)
         if todo:
             pool = pool or LocalPool(jobs or default_jobs(), work)
-            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, events, summary)
+            _schedule(pool, manifest, todo, work, fingerprint, out_dir, overwrite, owned, events, summary)
         summary.rows = [e.row for e in entries]
         mf.write_report(summary.rows, summary.report)
         return summary
@@ -627,9 +762,26 @@ def _remove_stale_files(out_dir: Path) -> None:
             if name.startswith(".") and (".blurface-batch-" in name or ".blurface-tmp-" in name):
                 try:
                     os.unlink(os.path.join(root, name))
-                    log.info("removed stale file %s", os.path.join(root, name))
+                    log.info("removed stale file %s", printable(os.path.join(root, name)))
                 except OSError as e:
-                    log.warning("could not remove stale file %s: %s", os.path.join(root, name), e)
+                    log.warning("could not remove stale file %s: %s", printable(os.path.join(root, name)), e)
+
+
+def _remove_output(row: Row, out_dir: Path, planned: set[str]) -> None:
+    """Forget (and delete) the output of a file that no longer gives one: it would pass for current.
+
+    Left alone when the same name is now another video's output (that one replaces it).
+    """
+    if row.output is None:
+        return
+    if row.output not in planned:
+        final = out_dir / row.output
+        try:
+            final.unlink(missing_ok=True)
+            log.info("removed %s: its input %s no longer gives an output", printable(str(final)), printable(row.path))
+        except OSError as e:
+            log.warning("could not remove the outdated output %s: %s", printable(str(final)), e)
+    row.output = row.output_size = None
 
 
 def _up_to_date(row: Row, fingerprint: str, out_dir: Path) -> bool:
@@ -651,10 +803,14 @@ def _schedule(
     fingerprint: str,
     out_dir: Path,
     overwrite: bool,
+    owned: set[str],
     events: Events,
     summary: Summary,
 ) -> None:
-    """Keep every worker busy with one file (and one queued); record results as they come."""
+    """Keep every worker busy with one file (and one queued); record results as they come.
+
+    ``owned``: outputs (relative to ``out_dir``) the manifest records as written by this batch.
+    """
     queue = list(reversed(todo))
     running: dict[Future, tuple[Entry, Path]] = {}
     retried: set[str] = set()
@@ -662,8 +818,11 @@ def _schedule(
     def submit(entry: Entry) -> None:
         row = entry.row
         assert entry.final is not None
-        if entry.final.exists() and not overwrite and row.output != entry.final.relative_to(out_dir).as_posix():
+        if entry.final.exists() and not overwrite and entry.final.relative_to(out_dir).as_posix() not in owned:
             row.status, row.reason = mf.FAILED, f"{entry.final} exists and is not from this batch: use --overwrite to replace it"
+            if entry.stale is not None:  # its earlier output, under the name it had: not current either
+                _remove_stale(entry)
+                row.output = row.output_size = None
             manifest.put(row)
             summary.failed += 1
             events.finished(row)
@@ -674,7 +833,9 @@ def _schedule(
         row.output = entry.final.relative_to(out_dir).as_posix()
         row.attempts += 1
         manifest.put(row)
-        future = pool.submit(Job(entry.rel, str(entry.path), str(staged), work))
+        # Absolute paths, resolved here: a worker's working folder is its own (a relative
+        # path failed every file with "not found on worker").
+        future = pool.submit(Job(entry.rel, os.path.abspath(entry.path), os.path.abspath(staged), work))
         running[future] = (entry, staged)
 
     try:
@@ -709,6 +870,7 @@ def _collect(
         # (seen once in tests/test_batch.py's SIGTERM test).
         with _interrupts_deferred():
             entry, staged = running.pop(future)
+            entry.row.attempts += pool.retries(future)
             try:
                 outcome: Outcome = future.result()
             except Exception as e:  # noqa: BLE001 - the worker died; the file itself may be fine
@@ -762,13 +924,15 @@ def _discard(staged: Path, *, staged_too: bool) -> None:
         try:
             p.unlink(missing_ok=True)
         except OSError as e:
-            log.warning("could not remove temporary file %s: %s", p, e)
+            log.warning("could not remove temporary file %s: %s", printable(str(p)), e)
 
 
 def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, summary: Summary, events: Events) -> None:
     _discard(staged, staged_too=False)
     row = entry.row
     row.worker, row.seconds = outcome.worker or None, round(outcome.seconds, 3)
+    if outcome.unseen is not None:
+        outcome.error = _unseen(outcome.unseen, outcome.worker)
     if outcome.error is None:
         row.frames, row.masked_frames, row.reason = outcome.frames, outcome.masked_frames, None
         changes = [c for c in [row.changes, *outcome.warnings] if c]
@@ -779,6 +943,7 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
         except OSError as e:
             outcome.error = f"cannot move the finished output into place: {e.strerror or e}"
         else:
+            _remove_stale(entry)
             summary.done += 1
             events.finished(row)
             return
@@ -790,9 +955,29 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
         try:
             entry.final.unlink()
         except OSError as e:
-            log.warning("could not remove the outdated output %s: %s", entry.final, e)
+            log.warning("could not remove the outdated output %s: %s", printable(str(entry.final)), e)
     row.output = None
+    _remove_stale(entry)
     manifest.put(row)
     _discard(staged, staged_too=True)
     summary.failed += 1
     events.finished(row)
+
+
+def _remove_stale(entry: Entry) -> None:
+    """The file's output of an earlier run, under a name it no longer has (see :func:`plan_outputs`)."""
+    if entry.stale is not None:
+        try:
+            entry.stale.unlink(missing_ok=True)
+        except OSError as e:
+            log.warning("could not remove the outdated output %s: %s", printable(str(entry.stale)), e)
+
+
+def _unseen(path: str, worker: str) -> str:
+    """The error for a path a worker could not see, checked against what this machine sees."""
+    if os.path.exists(path):
+        return (
+            f"{path}: not found on worker {worker}, though the machine running 'blurface batch' sees it: "
+            f"{_SHARED_PATHS_HINT}"
+        )
+    return f"{path}: vanished while the batch ran: it is no longer there"

@@ -22,6 +22,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from . import __version__
+from .text import one_line, printable
 from .types import BlurfaceError, Interrupted, OutputError
 
 EXIT_OK = 0
@@ -678,12 +679,13 @@ class _BatchBar:
         else:
             print(text, file=sys.stderr)
 
+    # File names are escaped (blurface.text): one may carry terminal escape codes or a newline.
     def skipped(self, row) -> None:  # noqa: ANN001 - manifest.Row, imported lazily
         if self.enabled:
-            self._line(f"skipped {row.path}: {row.reason}")
+            self._line(f"skipped {printable(row.path)}: {one_line(row.reason or '')}")
 
     def started(self, todo: list, up_to_date: int) -> None:
-        self.files = len(todo)
+        self.files, self.count = len(todo), 0  # videos that could not be read were reported before
         if self.enabled and todo:
             # Counted in seconds of video, shown in hours: the ETA follows video length, not file count.
             seconds = sum(r.duration or 0.0 for r in todo)
@@ -695,17 +697,18 @@ class _BatchBar:
     def finished(self, row) -> None:  # noqa: ANN001
         if row.status == "done":
             if self.enabled:
-                self._line(f"done    {row.path} -> {row.output}: {row.frames} frames, {row.masked_frames} with masks, "
-                           f"{row.seconds:.1f} s" + (f"; changed: {row.changes}" if row.changes else ""))
+                self._line(f"done    {printable(row.path)} -> {printable(row.output)}: {row.frames} frames, "
+                           f"{row.masked_frames} with masks, {row.seconds:.1f} s"
+                           + (f"; changed: {one_line(row.changes)}" if row.changes else ""))
         else:  # a failure is one line even with --quiet
-            self._line(_one_line(f"failed  {row.path}: {row.reason}"))
+            self._line(f"failed  {printable(row.path)}: {one_line(row.reason or '')}")
         self.count += 1
         if self.bar is not None:
             self.bar.set_description_str(f"batch {self.count}/{self.files} files", refresh=False)
             self.bar.update(row.duration or 0.0)
 
     def retrying(self, row, problem: str) -> None:  # noqa: ANN001
-        self._line(_one_line(f"retry   {row.path}: {problem}"))
+        self._line(f"retry   {printable(row.path)}: {one_line(problem)}")
 
     def close(self) -> None:
         if self.bar is not None:
@@ -741,7 +744,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         bar.close()
     print(
         f"batch: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (not video), "
-        f"{summary.up_to_date} already up to date; report: {summary.report}",
+        f"{summary.up_to_date} already up to date; report: {printable(summary.report)}",
         file=sys.stderr,
     )
     return EXIT_FAILURE if summary.failed else EXIT_OK
@@ -759,7 +762,7 @@ def _batch_status(folder: str) -> int:
     finally:
         manifest.close()
     videos = sum(n for s, n in counts.items() if s != "skipped")
-    print(f"{folder}: batch of {archive}")
+    print(f"{printable(folder)}: batch of {printable(str(archive))}")
     print(
         f"{videos} videos: {counts.get('done', 0)} done, {counts.get('failed', 0)} failed, "
         f"{counts.get('running', 0) + counts.get('pending', 0)} not done; {counts.get('skipped', 0)} other files skipped"
@@ -767,7 +770,7 @@ def _batch_status(folder: str) -> int:
     scale, unit = (3600, "hours") if total_s >= 1800 else (60, "minutes")
     print(f"video: {done_s / scale:.2f} of {total_s / scale:.2f} {unit} done")
     for row in failed:
-        print(_one_line(f"failed  {row.path}: {row.reason}"))
+        print(f"failed  {printable(row.path)}: {one_line(row.reason or '')}")
     return EXIT_FAILURE if failed else EXIT_OK
 
 

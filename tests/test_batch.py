@@ -50,7 +50,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, F
     root = tmp_path_factory.mktemp("batch")
     arch = root / "archive"
     clips = {rel: small_face_clip(arch / rel) for rel in GOOD}
-    (arch / "notes.mp4").write_text("not a video, whatever the name says\n")
+    (arch / "notes.txt").write_text("not a video, nor any media\n")
     make_audio_only(arch / "sub" / "tone.m4a")
     # A video that probes but is cut in half: it fails during processing.
     whole = make_clip(root / "whole.mp4", n_frames=24, width=320, height=240, audio=("aac",), faststart=True)
@@ -138,18 +138,18 @@ def test_archive_is_mirrored_masked_and_bad_files_reported(archive, tmp_path, ca
     for rel in GOOD:  # audio and timing survive as in the single-file command
         assert media.probe(out / rel).frame_count == media.probe(clips[rel].path).frame_count
     report = report_rows(out)
-    assert set(report) == {*GOOD, "notes.mp4", "sub/tone.m4a", "sub/broken.mp4"}
+    assert set(report) == {*GOOD, "notes.txt", "sub/tone.m4a", "sub/broken.mp4"}
     assert {report[r]["status"] for r in GOOD} == {"done"}
     assert report["sub/broken.mp4"]["status"] == "failed"
     assert "truncated or damaged" in report["sub/broken.mp4"]["reason"] and report["sub/broken.mp4"]["output"] == ""
-    assert report["notes.mp4"]["status"] == "skipped" and "not a readable video" in report["notes.mp4"]["reason"]
+    assert report["notes.txt"]["status"] == "skipped" and "not a readable video" in report["notes.txt"]["reason"]
     assert report["sub/tone.m4a"]["status"] == "skipped" and "no video stream" in report["sub/tone.m4a"]["reason"]
     # One line per problem, naming the file; a summary at the end.
     lines = err.splitlines()
     assert [ln for ln in lines if ln.startswith("failed")] == [
         "failed  sub/broken.mp4: " + report["sub/broken.mp4"]["reason"]
     ]
-    assert any(ln.startswith("skipped notes.mp4: ") for ln in lines)
+    assert any(ln.startswith("skipped notes.txt: ") for ln in lines)
     assert any(ln.startswith("skipped sub/tone.m4a: ") for ln in lines)
     assert "batch: 3 done, 1 failed, 2 skipped" in lines[-1]
     assert "Traceback" not in err
@@ -189,6 +189,139 @@ def test_a_changed_input_is_redone_and_only_it(archive, tmp_path) -> None:
     rows = manifest_rows(out)
     assert [rows[r]["completions"] for r in GOOD] == [2, 1, 1]
     assert media.probe(out / "one.mp4").frame_count == 20
+
+
+
+# --------------------------------------------------------------------------- outputs, unreadable inputs, names
+
+
+def test_inputs_that_meet_at_one_output_get_distinct_outputs(tmp_path, capsys) -> None:
+    """Issue 21 #2: x.avi went to x.avi.mp4, as did a real x.avi.mp4: both "done", one file lost."""
+    arch = tmp_path / "archive"
+    made = tmp_path / "made"
+    # Each input is told apart by its length. x.avi holds MP4 data: videos are found by probing.
+    clips = {}
+    for rel, n in (("x.avi", 12), ("x.avi.mp4", 16), ("Cam.mp4", 14), ("cam.mp4", 18)):
+        clips[rel] = small_face_clip(made / f"{n}.mp4", n_frames=n)
+        (arch / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(clips[rel].path, arch / rel)
+    out = tmp_path / "masked"
+    assert main(["batch", str(arch), "-o", str(out), "--all", "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    # The documented rule: a name kept as it is wins, then sorted order; the others get " (2)".
+    expected = {"x.avi.mp4": "x.avi.mp4", "x.avi": "x.avi (2).mp4", "Cam.mp4": "Cam.mp4", "cam.mp4": "cam (2).mp4"}
+    report = report_rows(out)
+    assert {rel: r["output"] for rel, r in report.items()} == expected
+    assert {r["status"] for r in report.values()} == {"done"}
+    assert "output named x.avi (2).mp4: x.avi.mp4 is the output of x.avi.mp4" in report["x.avi"]["changes"]
+    assert "done    x.avi -> x.avi (2).mp4: 12 frames" in err
+    for rel, output in expected.items():
+        assert media.probe(out / output).frame_count == media.probe(arch / rel).frame_count
+        masked = masked_per_frame(clips[rel].path, out / output, clips[rel].boxes)
+        assert masked and all(masked), rel
+    # Stable: a rerun plans the same outputs and redoes nothing.
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert "4 already up to date" in capsys.readouterr().err
+    assert {rel: r["completions"] for rel, r in manifest_rows(out).items()} == dict.fromkeys(expected, 1)
+    # The real x.avi.mp4 leaves the archive: x.avi takes its plain output again, and its "(2)" copy goes.
+    (arch / "x.avi.mp4").unlink()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert report_rows(out)["x.avi"]["output"] == "x.avi.mp4"
+    assert media.probe(out / "x.avi.mp4").frame_count == 12 and not (out / "x.avi (2).mp4").exists()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert "3 already up to date" in capsys.readouterr().err
+    assert manifest_rows(out)["x.avi"]["completions"] == 2
+
+
+def test_plan_outputs_rule() -> None:
+    out = Path("/m")
+    plan = batch.plan_outputs(out, ["a.avi", "a.avi.mp4", "a.avi (2)", "d.mkv", "d.MKV", "f.avi", "f.avi.mp4/g.mp4"])
+    assert {rel: final.relative_to(out).as_posix() for rel, (final, _) in plan.items()} == {
+        "a.avi.mp4": "a.avi.mp4",  # its own name: kept
+        "a.avi (2)": "a.avi (2).mp4",  # a natural name is never taken by a renamed one
+        "a.avi": "a.avi (3).mp4",
+        "d.MKV": "d.MKV",  # same name but for case: the first in sorted order keeps it
+        "d.mkv": "d (2).mkv",
+        "f.avi": "f.avi (2).mp4",  # f.avi.mp4 is a folder other outputs need
+        "f.avi.mp4/g.mp4": "f.avi.mp4/g.mp4",
+    }
+    assert "f.avi.mp4 is the folder f.avi.mp4" in plan["f.avi"][1]
+
+
+def test_an_input_that_becomes_unreadable_fails_and_loses_its_output(tmp_path, capsys) -> None:
+    """Issue 21 #7: a truncated input was "skipped (not video)", its old output kept, exit 0, --status "done"."""
+    arch = tmp_path / "archive"
+    small_face_clip(arch / "one.mp4")
+    shutil.copy2(arch / "one.mp4", arch / "two.mp4")
+    (arch / "notes.txt").write_text("not media at all\n")
+    make_audio_only(arch / "tone.m4a")
+    out = tmp_path / "masked"
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q", "--jobs", "1"]) == 0
+    assert (out / "one.mp4").is_file()
+    capsys.readouterr()
+
+    data = (arch / "one.mp4").read_bytes()
+    (arch / "one.mp4").write_bytes(data[: len(data) // 2])  # the index is at the end: probing fails
+    (arch / "fake.mp4").write_text("a video extension, and no video\n")
+    # A Matroska signature, cut short, under a name that says nothing.
+    mkv = make_clip(tmp_path / "c.mkv", n_frames=24, width=64, height=48).read_bytes()
+    (arch / "card_dump").write_bytes(mkv[:40])
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 1
+    err = capsys.readouterr().err
+    report = report_rows(out)
+    assert {rel: r["status"] for rel, r in report.items()} == {
+        "one.mp4": "failed", "fake.mp4": "failed", "card_dump": "failed",
+        "two.mp4": "done", "notes.txt": "skipped", "tone.m4a": "skipped",
+    }
+    assert report["one.mp4"]["output"] == "" and not (out / "one.mp4").exists()  # the stale output is removed
+    assert "not a readable video" in report["one.mp4"]["reason"]
+    assert [ln.split(":")[0] for ln in err.splitlines() if ln.startswith("failed")] == [
+        "failed  card_dump", "failed  fake.mp4", "failed  one.mp4"]
+    assert "batch: 0 done, 3 failed, 2 skipped (not video), 1 already up to date" in err
+    assert main(["batch", "--status", str(out)]) == 1
+    status = capsys.readouterr().out
+    assert "4 videos: 1 done, 3 failed, 0 not done; 2 other files skipped" in status
+    assert "failed  one.mp4: " in status
+
+    # Mended: done again, with no other file redone.
+    small_face_clip(arch / "one.mp4")
+    for rel in ("fake.mp4", "card_dump"):
+        (arch / rel).unlink()
+    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    rows = manifest_rows(out)
+    assert rows["one.mp4"]["status"] == "done" and (out / "one.mp4").is_file()
+    assert rows["two.mp4"]["completions"] == 1
+
+
+def test_file_names_are_escaped_in_every_line(tmp_path, capsys) -> None:
+    """Issue 21 #12: names with terminal escape codes were printed raw; a newline split a skipped line."""
+    arch = tmp_path / "archive"
+    small_face_clip(arch / "cam\x1b[2J.mp4")
+    (arch / "red\x1b[31m.txt").write_text("not media\n")
+    (arch / "two\nlines.txt").write_text("not media\n")
+    (arch / "bad\x1b]0;pwned\x07.mp4").write_text("not a video\n")
+    out = tmp_path / "masked"
+    code = main(["batch", str(arch), "-o", str(out), "--all", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\x07" not in err
+    lines = err.splitlines()
+    assert "skipped two\\nlines.txt: is not a readable video (FFmpeg: invalid data): the file is damaged, " \
+           "incomplete, or not a media file" in lines
+    assert any(ln.startswith("skipped red\\x1b[31m.txt: ") for ln in lines)
+    assert any(ln.startswith("done    cam\\x1b[2J.mp4 -> cam\\x1b[2J.mp4: 16 frames") for ln in lines)
+    assert any(ln.startswith("failed  bad\\x1b]0;pwned\\x07.mp4: ") for ln in lines)
+    assert code == 1
+    assert main(["batch", "--status", str(out)]) == 1
+    status = capsys.readouterr().out
+    assert "\x1b" not in status and "failed  bad\\x1b]0;pwned\\x07.mp4: " in status
+
+
+def test_printable_escapes_controls_and_keeps_letters() -> None:
+    from blurface.text import one_line, printable
+
+    assert printable("Ünïcode clip 名前.mov") == "Ünïcode clip 名前.mov"
+    assert printable("a\x1b[2Jb\x07\x7f\x9b\u202ec\u200bd\te") == "a\\x1b[2Jb\\x07\\x7f\\x9b\\u202ec\\u200bd\\te"
+    assert one_line("first\nsecond \x1b[0m") == "first second \\x1b[0m"
 
 
 @pytest.mark.parametrize(
@@ -320,6 +453,9 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
         def wait(self, futures):  # noqa: ANN001, ANN202
             return set(futures)
 
+        def retries(self, future: Future) -> int:
+            return 0
+
         def lost(self, future: Future, error: BaseException) -> bool:
             return True
 
@@ -343,20 +479,71 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
 # --------------------------------------------------------------------------- Dask
 
 
-def test_dask_local_cluster(archive, tmp_path) -> None:
+def test_dask_local_cluster_with_relative_paths(archive, tmp_path, monkeypatch) -> None:
+    """Issue 21 #4: relative paths failed every file with "not found on worker ... shared storage"."""
     distributed = pytest.importorskip("distributed")
-    arch = copy_archive(archive[0], tmp_path)
+    copy_archive(archive[0], tmp_path)
     clips = {rel: archive[1][rel] for rel in GOOD}
-    out = tmp_path / "masked"
     work = batch.prepare(targets=[archive[2]])
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
     ) as cluster:
-        summary = batch.run_batch(arch, out, work, scheduler=cluster.scheduler_address)
-    assert (summary.done, summary.failed, summary.skipped) == (3, 1, 2)
+        # The workers started elsewhere, as on a cluster: their working folder is not the client's.
+        monkeypatch.chdir(tmp_path)
+        summary = batch.run_batch("archive", "masked", work, scheduler=cluster.scheduler_address)
+    out = tmp_path / "masked"
+    reasons = {r.path: r.reason for r in summary.rows if r.status == "failed"}
+    assert (summary.done, summary.failed, summary.skipped) == (3, 1, 2), reasons
+    assert list(reasons) == ["sub/broken.mp4"] and "truncated or damaged" in reasons["sub/broken.mp4"]
     assert summary.exit_code == 1
     assert_masked(clips, out)
     assert hidden_leftovers(out) == []
+
+
+def test_a_worker_that_cannot_see_a_file_says_so(archive, tmp_path, monkeypatch) -> None:
+    """A worker without the shared storage: the file is there for the client, not for it."""
+    from concurrent.futures import Future
+
+    class BlindPool:
+        capacity = 1
+
+        def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
+            pass
+
+        def submit(self, job: batch.Job) -> Future:
+            assert os.path.isabs(job.src) and os.path.isabs(job.staged)  # resolved by the client
+            away = Path(job.src).with_name(".elsewhere")
+            os.rename(job.src, away)  # while the worker looks, the file is not where the client sees it
+            try:
+                outcome = batch.process_file(job)
+            finally:
+                os.rename(away, job.src)
+            future: Future = Future()
+            future.set_result(outcome)
+            return future
+
+        def wait(self, futures):  # noqa: ANN001, ANN202
+            return set(futures)
+
+        def retries(self, future: Future) -> int:
+            return 0
+
+        def lost(self, future: Future, error: BaseException) -> bool:
+            return False
+
+        def close(self, *, cancel: bool = False) -> None:
+            pass
+
+    monkeypatch.setattr(batch, "LocalPool", BlindPool)
+    arch = tmp_path / "archive"
+    arch.mkdir()
+    shutil.copy2(archive[0] / "one.mp4", arch / "one.mp4")
+    monkeypatch.chdir(tmp_path)
+    summary = batch.run_batch("archive", "masked", batch.prepare(all_faces=True))
+    assert summary.failed == 1
+    reason = manifest_rows(tmp_path / "masked")["one.mp4"]["reason"]
+    assert reason.startswith(f"{arch / 'one.mp4'}: not found on worker ")
+    assert "though the machine running 'blurface batch' sees it: every worker must see the archive" in reason
 
 
 def _free_port() -> int:
@@ -404,8 +591,10 @@ def test_cli_on_a_dask_scheduler_survives_a_killed_worker(four_clips, tmp_path) 
         assert proc.returncode == 0, err
         rows = manifest_rows(out)
         assert {rel: r["completions"] for rel, r in rows.items()} == dict.fromkeys(clips, 1)
-        # The file the killed worker was rendering was finished by the other one.
+        # The file the killed worker was rendering was finished by the other one, and both tries count.
         assert rows[victim["rel"]]["worker"].endswith(f":{survivor}")
+        assert rows[victim["rel"]]["attempts"] == 2
+        assert report_rows(out)[victim["rel"]]["attempts"] == "2"
         assert hidden_leftovers(out) == []
         assert_masked(clips, out, tuple(clips))
     finally:

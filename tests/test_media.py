@@ -22,6 +22,7 @@ from conftest import (
     level_of,
     make_audio_only,
     make_clip,
+    make_image,
     marker_corner,
     packet_bytes,
     video_pts_seconds,
@@ -106,6 +107,82 @@ def test_probe_frame_count_excludes_frames_cut_by_an_edit_list(video_factory):
     media.transcode(info, dst, identity)
     out = media.probe(dst)
     assert (out.frame_count, out.start_time) == (27, pytest.approx(info.start_time, abs=1e-6))
+
+
+
+# --------------------------------------------------------------------------- AVI
+
+# An mp3 encoder, as in the report's ``ffmpeg -c:a mp3``; MP2 (which AVI also holds) if this FFmpeg lacks one.
+AVI_AUDIO = next((c for c in ("libmp3lame", "mp3", "mp2") if c in av.codecs_available), "mp2")
+AVI_FPS = Fraction(30000, 1001)
+
+
+def make_avi(path: Path, video_codec: str, n_frames: int = 45) -> Path:
+    """A 1.5 s AVI (45 frames at 29.97 fps, 320x240) with audio, muxed by FFmpeg (through PyAV).
+
+    ``libx264`` uses x264's default B-frames and pyramid, as ``ffmpeg -c:v libx264`` does.
+    FFmpeg shifts every stream so that the audio encoder's priming does not start before
+    zero; the AVI muxer then stores an empty chunk for the slot the video skips.
+    """
+    out = av.open(str(path), "w", format="avi")
+    video = out.add_stream(video_codec, rate=AVI_FPS)
+    video.width, video.height, video.pix_fmt = 320, 240, "yuv420p"
+    if video_codec == "libx264":
+        video.options = {"crf": "18"}
+    audio = out.add_stream(AVI_AUDIO, rate=44100, layout="mono")
+    for i in range(n_frames):
+        frame = av.VideoFrame.from_ndarray(make_image(i, 320, 240), format="bgr24")
+        frame.pts, frame.time_base = i, 1 / AVI_FPS
+        out.mux(video.encode(frame))
+    out.mux(video.encode())
+    samples = int(n_frames / AVI_FPS * 44100)
+    for start in range(0, samples, 1152):
+        t = np.arange(start, min(samples, start + 1152)) / 44100
+        frame = av.AudioFrame.from_ndarray((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None], format="fltp",
+                                           layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 44100, start, Fraction(1, 44100)
+        out.mux(audio.encode(frame))
+    out.mux(audio.encode())
+    out.close()
+    return path
+
+
+def avi_slots(path: Path) -> list[float]:
+    """Seconds of each stored (non-empty) video chunk of an AVI: where its pictures are shown."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        return sorted(float(e.timestamp * stream.time_base) for e in stream.index_entries if e.size > 0)
+
+
+@pytest.mark.parametrize("codec", ["mpeg4", "libx264"])
+def test_avi_is_counted_timed_and_masked_end_to_end(tmp_path, codec, capsys):
+    """Issue 21 #8: mpeg4 + mp3 AVI "decoded only 45 of 46 frames"; H.264 AVI had its frames' times scrambled."""
+    from blurface.cli import main
+
+    src = make_avi(tmp_path / "x.avi", codec)
+    with av.open(str(src)) as container:
+        stated = container.streams.video[0].frames
+    if codec == "mpeg4":  # the case of the report: the header counts an empty chunk
+        assert stated == 46, "the AVI should state 46 frames (one empty chunk) for this test to mean anything"
+    info = media.probe(src)
+    assert info.frame_count == 45
+    frames = list(media.iter_frames(info))
+    assert [level_of(f.image) for f in frames] == [i % len(LEVELS) for i in range(45)]
+    # Each picture at its own slot, in order: B-frames reordered the pictures but not the packets' times.
+    times = [f.time for f in frames]
+    slots = avi_slots(src)
+    assert [t - times[0] for t in times] == pytest.approx([s - slots[0] for s in slots], abs=1e-6)
+    assert list(media.frame_times(info) - times[0]) == pytest.approx([t - times[0] for t in times], abs=1e-6)
+    assert level_of(media.frame_at(info, 31)) == 31 % len(LEVELS)  # a seek and a range decode
+
+    assert main([str(src), "--all", "-q"]) == 0, capsys.readouterr().err
+    out = tmp_path / "x.blurred.mp4"
+    result = media.probe(out)
+    assert result.frame_count == 45
+    assert [level_of(im) for im in decoded_images(out)] == [i % len(LEVELS) for i in range(45)]
+    shown = video_pts_seconds(out)
+    assert [t - shown[0] for t in shown] == pytest.approx([s - slots[0] for s in slots], abs=1e-3)
+    assert result.duration == pytest.approx(slots[-1] - slots[0] + float(1 / AVI_FPS), abs=1e-3)
 
 
 def _write(path: Path, data: bytes) -> Path:

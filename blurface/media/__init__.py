@@ -37,17 +37,19 @@ from .outputs import OUTPUT_FORMATS, EncodeSettings, check_output, cleanup_stale
 from .planes import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
 from .planes import _pix_info as _pix_info
 from .planes import _samples as _samples
-from .probing import probe
+from .probing import VIDEO_EXTENSIONS, NotVideoError, looks_like_video, probe
 from .tags import _STALE_TAGS as _STALE_TAGS
 from .tags import read_tags
 
 __all__ = [
     "MATTE_CODECS",
     "OUTPUT_FORMATS",
+    "VIDEO_EXTENSIONS",
     "ClipCodec",
     "ClipWriter",
     "EncodeSettings",
     "FrameMasks",
+    "NotVideoError",
     "check_output",
     "cleanup_stale_temps",
     "copy_video_range",
@@ -55,6 +57,7 @@ __all__ = [
     "frame_at",
     "frame_times",
     "iter_frames",
+    "looks_like_video",
     "output_format",
     "probe",
     "read_tags",

@@ -8,6 +8,7 @@ timestamps and single frames. Interlaced input is seen through bwdif (:class:`_D
 from __future__ import annotations
 
 import collections
+import heapq
 import itertools
 import logging
 import math
@@ -38,7 +39,7 @@ class _FrameDecoder:
         self.info = info
         self.stream = stream
         self.time_base = Fraction(stream.time_base) if stream.time_base else info.time_base
-        # stream.frames comes from the MP4/MOV sample table: frame_count is exact.
+        # stream.frames comes from the MP4/MOV sample table or the AVI index: frame_count is exact.
         self.exact_count = stream.frames > 0
         self.count = 0
         self.errors = 0
@@ -46,17 +47,36 @@ class _FrameDecoder:
         self.concealed = 0  # frames FFmpeg decoded from damaged data and patched up
         self.first_concealed: int | None = None
         self.last_end: float | None = None
+        # AVI stores no presentation times, only each chunk's slot in decode order, and
+        # FFmpeg hands every packet "dts + delay" as its pts. The decoder reorders the
+        # pictures (B-frames) but not those pts: H.264 in AVI came out as 1, 3, 4, 2, ...
+        # (and best_effort_timestamp as ..., 45, 44). The pictures come out in display
+        # order, and the packets' slots are the display slots, so the k-th picture gets
+        # the k-th smallest slot: a heap of the slots of the packets fed so far.
+        self.slots: list[int] | None = [] if stream.container.format.name == "avi" else None
         # Frame and slice threads: single-threaded H.264 decoding would cost as much as x264 veryfast.
         stream.thread_type = "AUTO"
+
+    def reset(self) -> None:
+        """Start counting again after a seek."""
+        self.count = 0
+        if self.slots is not None:
+            self.slots.clear()
 
     def decode(self, packet: av.Packet) -> list[tuple[int, float, av.VideoFrame]]:
         """``(index, time in s, frame)`` for each frame ``packet`` releases, in presentation order.
 
         A packet FFmpeg rejects is skipped (and counted) rather than ending the decode.
         """
+        slotted = self.slots is not None and packet.pts is not None and packet.size > 0
+        if slotted:
+            heapq.heappush(self.slots, packet.pts)  # type: ignore[arg-type]
         try:
             frames = packet.decode()
         except av.error.FFmpegError as e:
+            if slotted:  # no picture comes of it: its slot is the previous picture's
+                self.slots.remove(packet.pts)  # type: ignore[union-attr]
+                heapq.heapify(self.slots)  # type: ignore[arg-type]
             # FFmpeg conceals most damage itself; what still raises is one bad packet.
             # Skipping it loses at most that frame, and finish() still refuses a
             # file that came up short. Details go to the debug log; finish() reports
@@ -71,6 +91,8 @@ class _FrameDecoder:
         for frame in frames:
             index = self.count
             self.count += 1
+            if self.slots:
+                frame.pts = heapq.heappop(self.slots)
             if getattr(frame, "is_corrupt", False):
                 self.concealed += 1
                 if self.first_concealed is None:
@@ -361,7 +383,7 @@ def _iter_range(
                 container.seek(0, stream=stream, backward=True)
             else:
                 container.seek(int((times[first] - back) / tb), stream=stream, backward=True)
-            decoder.count = 0
+            decoder.reset()
             frames = _range_frames(container, stream, decoder, p)
             head = next(frames, None)
             if head is None or back is None or head[1] <= times[first] + tolerance:

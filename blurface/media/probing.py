@@ -29,6 +29,50 @@ log = logging.getLogger(__name__)
 _IMAGE_DEMUXERS = ("image2", "image2pipe")
 
 
+class NotVideoError(MediaError):
+    """The file was read and holds no video (audio only, a still image): not a failure of the file."""
+
+
+# Extensions of video files: one that cannot be read is a damaged video, not "some other file".
+# Not .ts (TypeScript) nor .mod (go.mod): MPEG transport streams are known by their signature.
+VIDEO_EXTENSIONS = frozenset(
+    ".3g2 .3gp .asf .avi .dv .f4v .flv .h264 .h265 .hevc .m2t .m2ts .m2v .m4v .mkv .mov .mp4 .mpeg .mpg "
+    ".mts .mxf .ogv .qt .rm .rmvb .vob .webm .wmv .y4m".split()
+)
+
+
+def looks_like_video(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is meant to be a video: a video extension, or a video container's signature.
+
+    Reads the first 16 bytes only. Signatures: ISO BMFF (MP4, MOV, 3GP; not the M4A/M4B
+    audio brands), Matroska/WebM (EBML), AVI (RIFF ... AVI), ASF/WMV, FLV, MXF,
+    MPEG program and transport streams.
+    """
+    p = Path(path)
+    if p.suffix.lower() in VIDEO_EXTENSIONS:
+        return True
+    try:
+        with open(p, "rb") as f:
+            head = f.read(16)
+            if head[:1] == b"\x47":  # MPEG-TS: a sync byte every 188 bytes
+                f.seek(188)
+                return f.read(1) == b"\x47"
+    except OSError:
+        return False
+    box = head[4:8]
+    if box == b"ftyp":
+        return head[8:11] not in (b"M4A", b"M4B", b"M4P")
+    return (
+        box in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot")  # QuickTime without ftyp
+        or head.startswith(b"\x1a\x45\xdf\xa3")  # EBML: Matroska, WebM
+        or (head.startswith(b"RIFF") and head[8:12] in (b"AVI ", b"AVIX"))
+        or head.startswith(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")  # ASF, WMV
+        or head.startswith(b"FLV\x01")
+        or head.startswith(b"\x06\x0e\x2b\x34\x02\x05\x01\x01")  # MXF header partition
+        or head.startswith(b"\x00\x00\x01\xba")  # MPEG program stream
+    )
+
+
 def probe(path: str | os.PathLike) -> VideoInfo:
     """Describe the video at ``path``.
 
@@ -44,20 +88,22 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         MP4/MOV) or estimated from duration x fps (Matroska and others).
 
     Raises:
+        NotVideoError: (a :class:`MediaError`) a readable file with no video stream
+            (e.g. audio only), or a still image.
         MediaError: missing file, a directory, an empty file, not a media file,
-            no video stream (e.g. audio only), a still image, or no decodable frame.
+            or no decodable frame.
     """
     p = _check_readable(path)
     container = _open_input(p)
     try:
         if _is_still_image(container):
-            raise MediaError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
+            raise NotVideoError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
         stream = _video_stream(container)
         if stream is None:
             kinds = sorted({s.type for s in container.streams})
             if not kinds:
                 raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
-            raise MediaError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
+            raise NotVideoError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
         first = _first_frame(container, stream, p)
         rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
         if rotation not in (0, 90, 180, 270):
@@ -73,7 +119,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         else:
             start = 0.0
         duration = _stream_duration(container, stream, time_base, start)
-        frame_count = _frame_count(stream, duration, fps)
+        frame_count = _frame_count(stream, duration, fps, container.format.name)
 
         ctx = stream.codec_context
         width, height = ctx.width, ctx.height
@@ -242,12 +288,18 @@ def _stream_duration(
     return 0.0
 
 
-def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction) -> int:
-    """Frames a full decode yields: exact for MP4/MOV, estimated elsewhere."""
+def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction, container_format: str = "") -> int:
+    """Frames a full decode yields: exact for MP4/MOV and AVI, estimated elsewhere."""
     if stream.frames > 0:
+        entries = stream.index_entries
+        if container_format == "avi" and entries:
+            # AVI's stated length counts every video chunk, and an empty chunk stands for
+            # a dropped frame (the previous picture stays on screen one more slot):
+            # FFmpeg's index leaves those out, and no frame is decoded for them. A 1.5 s
+            # cut that FFmpeg muxed with an empty chunk said 46 frames and decoded 45.
+            return sum(1 for entry in entries if entry.size > 0)
         # The MP4 sample table also lists frames an edit list cuts away (a trim made
         # on a phone, say); FFmpeg flags those as discarded and never outputs them.
-        entries = stream.index_entries
         if len(entries) == stream.frames:
             return sum(1 for entry in entries if not entry.is_discard)
         return stream.frames
