@@ -430,7 +430,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(
             f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-            f"{result.masked_tracks} of {result.tracks} face tracks masked, in {result.seconds:.1f} s",
+            f"{result.tracks_line()}, in {result.seconds:.1f} s",
             file=sys.stderr,
         )
     return EXIT_OK
@@ -631,8 +631,7 @@ def _run_for_editors(
                                           ("report", args.report)) if v]
         print(
             f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-            f"{result.masked_tracks} of {result.tracks} face tracks masked"
-            + (f"; {', '.join(extras)}" if extras else ""),
+            f"{result.tracks_line()}" + (f"; {', '.join(extras)}" if extras else ""),
             file=sys.stderr,
         )
     return EXIT_OK

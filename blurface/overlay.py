@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .plan import Plan
+from .plan import Plan, who
 from .types import SOURCE_DETECTED, Track
 
 # Outline colours (BGR), one per kind of decision. Saturated primaries survive x264's
@@ -52,9 +52,9 @@ def iter_frame_boxes(plan: Plan, first: int = 0, last: int | None = None) -> Ite
 
 
 def label(track: Track) -> str:
-    who = track.identity or "unknown"
-    dist = "" if track.distance is None else f" {track.distance:.2f}"
-    return f"#{track.id} {who}{dist} {'masked' if track.masked else 'kept'}"
+    """``#20 other (nearest lin 1.30) kept``: a stranger is never labelled with a reference's name alone."""
+    name, detail = who(track)
+    return f"#{track.id} {name}{f' ({detail})' if detail else ''} {'masked' if track.masked else 'kept'}"
 
 
 def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
@@ -138,8 +138,8 @@ def sheet_row(track: Track, tiles: list[np.ndarray], times: np.ndarray, per_trac
     cv2.rectangle(row, (0, 0), (6, row.shape[0] - 1), OUTLINE_COLOURS[category(track)], -1)
     start, end = float(times[min(track.first, len(times) - 1)]), float(times[min(track.last, len(times) - 1)])
     lines = [
-        f"track #{track.id}: {track.identity or 'unknown'}",
-        "distance " + ("-" if track.distance is None else f"{track.distance:.3f}"),
+        f"track #{track.id}: {who(track)[0]}",
+        who(track)[1] or "no reference compared",
         f"{track.decision}: {'MASKED' if track.masked else 'kept'}",
         f"{_clock(start)} - {_clock(end)}",
         f"frames {track.first}-{track.last}",

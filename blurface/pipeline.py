@@ -32,7 +32,7 @@ from .gallery import Gallery
 from .embedders import DEFAULT_EMBEDDER, make_embedder
 from .identity import split_track
 from .mask import DEFAULT_PAD, EFFECTS, Masker
-from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
+from .plan import DecisionSettings, Plan, decide, decision_counts, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
 from .track import FaceTracker, SceneCutDetector, extend_track
 from .types import SOURCE_DETECTED, Faces, InputError, Mode, Result, Track, VideoInfo, DecodedFrame
@@ -739,6 +739,7 @@ def render(
         seconds_render=time.perf_counter() - started,
         warnings=list(plan.warnings) + list(warnings),
         metadata_dropped=[str(f) for f in dropped],
+        decisions=decision_counts(plan.tracks),
     )
 
 

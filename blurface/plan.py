@@ -173,6 +173,28 @@ def decide(
     return track
 
 
+def who(track: Track) -> tuple[str, str]:
+    """What to call a track's face, and the evidence: ``("lin", "distance 0.80")``, ``("other", "nearest lin 1.30")``.
+
+    Only a face decided to *be* a reference person (a target, or a kept person) is
+    named; every other face is "other" or "unsure", with the nearest reference as
+    detail, so no label reads like an identification of a stranger.
+    """
+    dist = "" if track.distance is None else f" {track.distance:.2f}"
+    if track.decision in ("target", "keep") and track.identity is not None:
+        return track.identity, f"distance{dist}".strip()
+    name = {"all": "face", "manual": "drawn"}.get(track.decision, track.decision)
+    return name, (f"nearest {track.identity}{dist}" if track.identity is not None else "")
+
+
+def decision_counts(tracks: list[Track]) -> dict[str, int]:
+    """How many tracks were decided each way, in a fixed order (the summary line's counts)."""
+    counts = {d: 0 for d in ("target", "keep", "unsure", "other", "all", "manual")}
+    for t in tracks:
+        counts[t.decision] = counts.get(t.decision, 0) + 1
+    return counts
+
+
 def exclude_simultaneous(tracks: list[Track], settings: DecisionSettings) -> int:
     """Unmask unsure tracks seen at the same time as a confident match of the same person.
 

@@ -67,9 +67,11 @@ function draw() {
     g.strokeStyle = COLORS[cat(t)];
     if (t.masked) { g.fillStyle = "rgba(220,40,40,0.35)"; g.fillRect(x1, y1, x2 - x1, y2 - y1); }
     g.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    g.fillStyle = "#000"; g.fillRect(x1, y1 - 15, 120, 14);
-    g.fillStyle = "#fff"; g.font = "11px sans-serif";
-    g.fillText(`#${t.id} ${t.identity || ""} ${t.masked ? "masked" : "kept"}`, x1 + 2, y1 - 4);
+    const text = `#${t.id} ${t.label} ${t.masked ? "masked" : "kept"}`;
+    g.font = "11px sans-serif";
+    g.fillStyle = "#000"; g.fillRect(x1, y1 - 15, g.measureText(text).width + 4, 14);
+    g.fillStyle = "#fff";
+    g.fillText(text, x1 + 2, y1 - 4);
   }
   if (drag && drag.x2 !== undefined) {
     g.strokeStyle = "#0cf"; g.lineWidth = 2;
@@ -114,8 +116,8 @@ function trackRow(t) {
     el("span", { className: "sw " + cat(t) }),
     ...t.thumbs.map(thumb),
     el("div", { className: "info" },
-      el("b", {}, "#" + t.id), " ", el("span", { className: "who" }, t.identity || "unknown"),
-      " \u00b7 ", t.distance == null ? "-" : t.distance.toFixed(3),
+      el("b", {}, "#" + t.id), " ", el("span", { className: "who" }, t.label),
+      " \u00b7 ", t.detail || "-",
       " \u00b7 ", el("span", { className: "decision" }, t.decision),
       " \u00b7 ", el("b", { className: "state" }, t.masked ? "MASKED" : "kept"),
       " ", el("span", { className: "small" }, `frames ${t.first}-${t.last}`),

@@ -24,7 +24,7 @@ from . import media, overlay
 from .files import write_atomically
 from .mask import Masker, Solid
 from .pipeline import RenderSettings, check_same_video, make_plan
-from .plan import Plan
+from .plan import Plan, decision_counts
 from .types import InputError, OutputError, Result, Track
 
 log = logging.getLogger(__name__)
@@ -217,6 +217,7 @@ def render_range(
         output=str(dst), frames=frames, masked_frames=masked_frames, masked_boxes=masked_boxes,
         tracks=len(visible), masked_tracks=sum(t.masked for t in visible), seconds_analyse=0.0,
         seconds_render=_time.perf_counter() - started, warnings=list(plan.warnings),
+        decisions=decision_counts(visible),
     )
 
 

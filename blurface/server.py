@@ -54,7 +54,7 @@ from . import overlay, people
 from .embedding import Embeds
 from .follow import add_manual_track
 from .pipeline import RenderSettings
-from .plan import Plan
+from .plan import Plan, who
 from .types import BlurfaceError, InputError, Interrupted
 
 log = logging.getLogger(__name__)
@@ -181,6 +181,8 @@ class ReviewSession:
             tracks = [
                 {
                     "id": t.id, "first": t.first, "last": t.last, "identity": t.identity, "distance": t.distance,
+                    # What to call the face: only a matched face is named (plan.who).
+                    "label": who(t)[0], "detail": who(t)[1],
                     "decision": t.decision, "masked": t.masked, "reason": t.reason,
                     "category": overlay.category(t), "person": person.get(t.id),
                     "thumbs": [f"thumb/{t.id}-{k}.jpg" for k in range(THUMBS_PER_TRACK) if f"{t.id}-{k}" in self.thumbs],

@@ -352,8 +352,20 @@ class Result:
     # Identifying metadata left out of the output, by key, never value (see blurface.metadata):
     # "location", "stream #1 handler_name", "chapter 2 title", "data stream #3".
     metadata_dropped: list[str] = field(default_factory=list)
+    # Tracks by decision ("target", "unsure", "other", ...), for the summary line.
+    decisions: dict[str, int] = field(default_factory=dict)
 
     @property
     def seconds(self) -> float:
         return self.seconds_analyse + self.seconds_render
+
+    def tracks_line(self) -> str:
+        """``3 of 26 face tracks masked (2 matched, 1 unsure, 23 other)``: what the masks are, in one phrase.
+
+        Says how many masks come from a confident match and how many only from doubt.
+        """
+        words = {"target": "matched", "keep": "kept people", "unsure": "unsure", "other": "other",
+                 "manual": "drawn", "all": "every face"}
+        counts = [f"{n} {words.get(d, d)}" for d, n in self.decisions.items() if n]
+        return f"{self.masked_tracks} of {self.tracks} face tracks masked" + (f" ({', '.join(counts)})" if counts else "")
 
