@@ -194,3 +194,34 @@ def test_the_matte_spares_the_same_face(reviewed) -> None:  # noqa: ANN001
         x1, y1, x2, y2 = (int(round(v)) for v in next(f["box"] for f in clip.truth[index] if f["who"] == "astronaut"))
         # The trim is local: the target's padding still covers her hair above the box.
         assert white[max(0, y1 - 12) : y1, x1 + 10 : x2 - 10].all()
+
+
+def test_interlaced_render_spares_the_neighbour_in_both_fields() -> None:
+    """Interlaced output masks each face at its box and halfway to the next frame's: spared faces are spared at both."""
+    from blurface.mask import Masker, Solid
+    from blurface.pipeline import _PlanMasks
+    from blurface.plan import Plan
+    from blurface.types import Track, VideoInfo
+
+    n = 3
+    target = Track(id=1, frames=np.arange(n), xyxy=[[100, 60, 164, 140]] * n, source=np.zeros(n), masked=True)
+    # The bystander moves 12 px per frame towards the target: in the second field her eyes are
+    # 6 px nearer it than in the first, well inside the target's padding.
+    moving = [[184 - 12 * i, 80, 248 - 12 * i, 160] for i in range(n)]
+    bystander = Track(id=2, frames=np.arange(n), xyxy=moving, source=np.zeros(n), masked=False)
+    info = VideoInfo("x.mp4", "mp4", W, H, 0, Fraction(25), Fraction(1, 25), 0.0, n / 25, n, "mpeg2video", "yuv420p",
+                     None, field_order="tt")
+    plan = Plan(info, "target", {}, [target, bystander], np.arange(n) / 25)
+    masks = _PlanMasks(plan, Masker(Solid(color=(0, 0, 0))), fields=True, progress=None)
+    rng = np.random.default_rng(2)
+    for i in range(n - 1):
+        boxes = masks.boxes(i)
+        assert len(boxes) == 2  # the target's box and its second-field box
+        luma = rng.integers(30, 220, (H, W), dtype=np.uint8)
+        before = luma.copy()
+        masks.apply_planes([luma], boxes, shifts=[(0, 0)], fills=[16])
+        for box in (moving[i], [(a + b) / 2 for a, b in zip(moving[i], moving[i + 1], strict=True)]):
+            x1, y1, x2, y2 = mask.core_boxes(np.array([box]))[0]
+            ys, xs = slice(int(np.ceil(y1)), int(y2)), slice(int(np.ceil(x1)), int(x2))
+            assert np.array_equal(luma[ys, xs], before[ys, xs]), f"frame {i}: the neighbour's core was masked"
+        assert (luma[60:140, 100:164] == 16).all(), f"frame {i}: the target's own box was trimmed"
