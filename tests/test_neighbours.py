@@ -196,6 +196,19 @@ def test_the_matte_spares_the_same_face(reviewed) -> None:  # noqa: ANN001
         assert white[max(0, y1 - 12) : y1, x1 + 10 : x2 - 10].all()
 
 
+def test_the_preview_spares_the_same_face(reviewed, tmp_path: Path) -> None:  # noqa: ANN001
+    """``blurface preview --plan`` masks as the render does: Hopper's cells keep their detail, Eileen's do not."""
+    clip, edited, _, _ = reviewed
+    proxy = tmp_path / "proxy.mp4"
+    assert main(["preview", str(clip.path), "--plan", str(edited), "-o", str(proxy), "-q"]) == 0
+    before, after = _decode(clip.path), _decode(proxy)
+    assert len(after) == N
+    for index, (a, b) in enumerate(zip(before, after, strict=True)):
+        boxes = {f["who"]: f["box"] for f in clip.truth[index]}
+        assert not any(_cells(a, b, boxes["hopper"])), f"frame {index}: the preview hides part of Hopper's face"
+        assert all(_cells(a, b, boxes["astronaut"])), f"frame {index}: the preview leaves part of the target"
+
+
 def test_interlaced_render_spares_the_neighbour_in_both_fields() -> None:
     """Interlaced output masks each face at its box and halfway to the next frame's: spared faces are spared at both."""
     from blurface.mask import Masker, Solid
