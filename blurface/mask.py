@@ -88,7 +88,8 @@ def spared_cores(boxes: np.ndarray, spare: np.ndarray | None) -> np.ndarray:
 def _outwards(box: np.ndarray, fx: float, fy: float, ox: int, oy: int) -> tuple[int, int, int, int]:
     """Full-frame ``box`` in a plane subsampled by ``(fx, fy)``, rounded outwards, relative to ``(ox, oy)``."""
     x1, y1, x2, y2 = (float(v) for v in box)
-    return (int(np.floor(x1 / fx)) - ox, int(np.floor(y1 / fy)) - oy, int(np.ceil(x2 / fx)) - ox, int(np.ceil(y2 / fy)) - oy)
+    return (int(np.floor(x1 / fx)) - ox, int(np.floor(y1 / fy)) - oy,
+            int(np.ceil(x2 / fx)) - ox, int(np.ceil(y2 / fy)) - oy)
 
 
 def _trim(inside: np.ndarray | None, size: tuple[int, int], own: tuple[int, int, int, int],
