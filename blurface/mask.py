@@ -85,6 +85,14 @@ def spared_cores(boxes: np.ndarray, spare: np.ndarray | None) -> np.ndarray:
     return core_boxes(spare)
 
 
+def _touching(cores: np.ndarray, x1: float, y1: float, x2: float, y2: float) -> np.ndarray:
+    """The ``(M, 4)`` ``cores`` that reach into the region ``x1, y1, x2, y2`` (one pixel of rounding allowed)."""
+    if len(cores) == 0:
+        return cores
+    hit = (cores[:, 0] < x2 + 1) & (cores[:, 2] > x1 - 1) & (cores[:, 1] < y2 + 1) & (cores[:, 3] > y1 - 1)
+    return cores[hit]
+
+
 def _outwards(box: np.ndarray, fx: float, fy: float, ox: int, oy: int) -> tuple[int, int, int, int]:
     """Full-frame ``box`` in a plane subsampled by ``(fx, fy)``, rounded outwards, relative to ``(ox, oy)``."""
     x1, y1, x2, y2 = (float(v) for v in box)
@@ -271,9 +279,10 @@ class Masker:
                 center = ((x1 + x2) / 2 - ix1, (y1 + y2) / 2 - iy1)
                 axes = ((x2 - x1) / 2, (y2 - y1) / 2)
                 cv2.ellipse(inside, (center, (axes[0] * 2, axes[1] * 2), 0), 255, -1)
-            if len(cores):
+            near = _touching(cores, x1, y1, x2, y2)
+            if len(near):
                 inside = _trim(inside, region.shape[:2], _outwards(own, 1.0, 1.0, ix1, iy1),
-                               [_outwards(c, 1.0, 1.0, ix1, iy1) for c in cores])
+                               [_outwards(c, 1.0, 1.0, ix1, iy1) for c in near])
             if inside is None:
                 region[:] = hidden
             else:
@@ -312,6 +321,7 @@ class Masker:
         boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         cores = spared_cores(boxes, spare)
         for own, (x1, y1, x2, y2) in zip(boxes, padded_boxes(boxes, self.pad), strict=True):
+            near = _touching(cores, x1, y1, x2, y2)
             for plane, (sx, sy), fill in zip(planes, shifts, fills, strict=False):
                 fx, fy = float(1 << sx), float(1 << sy)
                 px1, py1, px2, py2 = x1 / fx, y1 / fy, x2 / fx, y2 / fy
@@ -327,9 +337,9 @@ class Masker:
                     inside = np.zeros(region.shape[:2], np.uint8)
                     center = ((px1 + px2) / 2 - ix1, (py1 + py2) / 2 - iy1)
                     cv2.ellipse(inside, (center, (px2 - px1, py2 - py1), 0), 255, -1)
-                if len(cores):
+                if len(near):
                     inside = _trim(inside, region.shape[:2], _outwards(own, fx, fy, ix1, iy1),
-                                   [_outwards(c, fx, fy, ix1, iy1) for c in cores])
+                                   [_outwards(c, fx, fy, ix1, iy1) for c in near])
                 if inside is None:
                     region[:] = hidden
                 else:
