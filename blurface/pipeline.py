@@ -659,46 +659,63 @@ def check_same_video(info: VideoInfo, plan: Plan) -> None:
 class _PlanMasks:
     """The plan's boxes, frame by frame, for :func:`media.transcode` (a ``FrameMasks``).
 
+    Each frame's unmasked faces are spared: :meth:`boxes` keeps them for the
+    :meth:`apply` / :meth:`apply_planes` call that follows it on the same frame, so a
+    mask's padding is trimmed off their eyes, nose and mouth (:class:`Masker`'s ``spare``).
+
     ``fields``: the output stays interlaced. The plan's boxes are where the face was in
     the first field (the analysis saw bwdif pictures at that moment); the second field
     is half a frame later, so each frame also masks the box halfway to the same face's
     box on the next frame (the nearest one, by centre). Both fields are then covered
-    however fast the face moves.
+    however fast the face moves. Spared faces are spared at both places too.
     """
 
     def __init__(self, plan: Plan, masker: Masker, *, fields: bool, progress: Progress | None) -> None:
         self.masker = masker
         self.fields = fields
         self.progress = progress
-        self._iter = plan.iter_masks()
-        self._next: np.ndarray | None = None
+        self._iter = plan.iter_frame_masks()
+        self._next: tuple[np.ndarray, np.ndarray] | None = None
+        self._spare = np.zeros((0, 4), np.float32)
         self.position = -1
         self.masked_frames = self.masked_boxes = 0
-        self.apply = masker.apply
         self.regions = masker.regions
-        self.apply_planes = masker.apply_planes
         self.plane_fills = masker.plane_fills
 
-    def _take(self) -> np.ndarray:
+    def _take(self) -> tuple[np.ndarray, np.ndarray]:
         if self._next is not None:
-            boxes, self._next = self._next, None
-            return boxes
-        return np.asarray(next(self._iter, np.zeros((0, 4), np.float32)), np.float32).reshape(-1, 4)
+            pair, self._next = self._next, None
+            return pair
+        empty = np.zeros((0, 4), np.float32)
+        masked, spared = next(self._iter, (empty, empty))
+        return np.asarray(masked, np.float32).reshape(-1, 4), np.asarray(spared, np.float32).reshape(-1, 4)
 
     def boxes(self, index: int) -> np.ndarray:
-        boxes = np.zeros((0, 4), np.float32)
+        boxes = spare = np.zeros((0, 4), np.float32)
         while self.position < index:
-            boxes = self._take()
+            boxes, spare = self._take()
             self.position += 1
         if len(boxes):
             self.masked_frames += 1
             self.masked_boxes += len(boxes)
         if self.fields and len(boxes):
             self._next = self._take()
-            boxes = np.concatenate([boxes, halfway_boxes(boxes, self._next)])
+            boxes = np.concatenate([boxes, halfway_boxes(boxes, self._next[0])])
+            spare = np.concatenate([spare, halfway_boxes(spare, self._next[1])])
+        self._spare = spare
         if self.progress:
             self.progress("render", 1)
         return boxes
+
+    def apply(self, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        """:meth:`Masker.apply`, sparing the unmasked faces of the frame :meth:`boxes` last gave."""
+        return self.masker.apply(image, boxes, spare=self._spare)
+
+    def apply_planes(
+        self, planes: list[np.ndarray], boxes: np.ndarray, *, shifts: list[tuple[int, int]], fills: list[int]
+    ) -> None:
+        """:meth:`Masker.apply_planes`, sparing the unmasked faces of the frame :meth:`boxes` last gave."""
+        self.masker.apply_planes(planes, boxes, shifts=shifts, fills=fills, spare=self._spare)
 
 
 def render(

@@ -353,6 +353,19 @@ class Plan:
         for _, rows in self.iter_rows(masked_only=True):
             yield np.stack([t.xyxy[row] for t, row in rows]) if rows else empty
 
+    def iter_frame_masks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Yield, for every frame in order, ``(masked, spared)``: ``(n, 4)`` and ``(m, 4)`` float32 boxes.
+
+        ``masked`` are the boxes :meth:`iter_masks` yields; ``spared`` the boxes of the tracks
+        on that frame left unmasked, whose eyes, nose and mouth the masks' padding must not
+        cover (see :class:`blurface.mask.Masker`).
+        """
+        empty = np.zeros((0, 4), np.float32)
+        for _, rows in self.iter_rows():
+            masked = [t.xyxy[row] for t, row in rows if t.masked]
+            spared = [t.xyxy[row] for t, row in rows if not t.masked]
+            yield (np.stack(masked) if masked else empty), (np.stack(spared) if spared else empty)
+
     def masked_frame_count(self) -> int:
         covered = np.zeros(self.frame_count, bool)
         for t in self.masked_tracks:

@@ -198,7 +198,8 @@ def render_range(
             image = frame.image
             masked = np.array([fb.box for fb in boxes if fb.track.masked], np.float32).reshape(-1, 4)
             if len(masked):
-                masker.apply(image, masked)
+                # As the render: the padding spares the eyes, nose and mouth of unmasked faces.
+                masker.apply(image, masked, spare=_unmasked(boxes))
                 masked_frames += 1
                 masked_boxes += len(masked)
             if scale != 1.0:
@@ -227,8 +228,9 @@ def render_range(
 def matte_frames(plan: Plan, settings: RenderSettings, first: int, last: int):  # noqa: ANN201 - generator
     """``(index, (H, W) uint8 picture)``: 255 exactly where the render masks, 0 elsewhere.
 
-    Drawn by the render's own :class:`~blurface.mask.Masker` (same shape, padding and
-    clipping) with a white effect, so the matte and the blurred pixels coincide.
+    Drawn by the render's own :class:`~blurface.mask.Masker` (same shape, padding, clipping,
+    and padding trimmed off unmasked faces) with a white effect, so the matte and the blurred
+    pixels coincide.
     """
     w, h = plan.video.width, plan.video.height
     white = Masker(Solid(color=(255, 255, 255)), shape=settings.shape, pad=settings.pad)  # type: ignore[arg-type]
@@ -237,8 +239,14 @@ def matte_frames(plan: Plan, settings: RenderSettings, first: int, last: int):  
         masked = np.array([fb.box for fb in boxes if fb.track.masked], np.float32).reshape(-1, 4)
         if len(masked):
             # Drawn on the picture's own size: the padding row/column of an odd size stays black.
-            white.apply(canvas[:h, :w], masked)
+            # Unmasked faces are spared as the render spares them.
+            white.apply(canvas[:h, :w], masked, spare=_unmasked(boxes))
         yield index, np.ascontiguousarray(canvas[:, :, 0])
+
+
+def _unmasked(boxes: list[overlay.FrameBox]) -> np.ndarray:
+    """``(m, 4)`` float32 boxes of the faces on one frame that are left unmasked."""
+    return np.array([fb.box for fb in boxes if not fb.track.masked], np.float32).reshape(-1, 4)
 
 
 def write_matte(

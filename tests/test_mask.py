@@ -139,3 +139,106 @@ def test_masking_the_yuv_planes_matches_masking_bgr(effect, chroma_tolerance, sh
         # Nothing moves outside the mask: chroma may cover at most one more sample at the edges.
         near = cv2.dilate((cover > 0).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
         assert np.array_equal(got[~near], before[~near])
+
+
+# --------------------------------------------------------------------------- sparing the neighbours
+
+TARGET = np.array([[200, 100, 300, 220]], np.float32)
+# A bystander just right of the target and a little lower: the target's padded ellipse
+# (40 px wider each side, 60 px higher) reaches over her eyes.
+BYSTANDER = np.array([[308, 130, 400, 250]], np.float32)
+
+
+def core_slice(box: np.ndarray, shift: tuple[int, int] = (0, 0)) -> tuple[slice, slice]:
+    """The pixels (rounded inwards) of ``box``'s eyes-nose-mouth core, in a plane subsampled by ``shift``."""
+    from blurface.mask import core_boxes
+
+    x1, y1, x2, y2 = core_boxes(box)[0]
+    fx, fy = 1 << shift[0], 1 << shift[1]
+    return slice(int(np.ceil(y1 / fy)), int(y2 // fy)), slice(int(np.ceil(x1 / fx)), int(x2 // fx))
+
+
+def own_slice(box: np.ndarray) -> tuple[slice, slice]:
+    x1, y1, x2, y2 = box[0]
+    return slice(int(y1), int(y2)), slice(int(x1), int(x2))
+
+
+def test_the_layout_puts_the_padding_over_the_bystanders_eyes() -> None:
+    """Without ``spare`` the target's padding covers much of the bystander's core: the tests below test something."""
+    frame = noise_frame()
+    original = frame.copy()
+    Masker(Blur()).apply(frame, TARGET)
+    ys, xs = core_slice(BYSTANDER)
+    assert np.any(frame[ys, xs] != original[ys, xs], axis=2).mean() > 0.1
+
+
+@pytest.mark.parametrize("effect", [Blur(), Pixelate(), Solid()], ids=["blur", "pixelate", "solid"])
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_padding_spares_an_unmasked_neighbours_core_but_never_the_own_box(effect, shape) -> None:
+    frame = noise_frame()
+    original = frame.copy()
+    Masker(effect, shape=shape).apply(frame, TARGET, spare=BYSTANDER)
+    ys, xs = core_slice(BYSTANDER)
+    assert np.array_equal(frame[ys, xs], original[ys, xs]), "the bystander's eyes, nose and mouth were changed"
+    ys, xs = own_slice(TARGET)
+    assert np.any(frame[ys, xs] != original[ys, xs], axis=2).mean() > 0.97, "the target's own box was trimmed"
+    # Only the core is cut out: the padding elsewhere (above the target's head) is still masked.
+    assert np.any(frame[60:100, 220:280] != original[60:100, 220:280], axis=2).mean() > 0.9
+
+
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_a_spared_face_overlapping_the_target_box_leaves_that_box_masked(shape) -> None:
+    """A bystander half behind the target: her core is spared only outside the target's own box."""
+    frame = noise_frame()
+    original = frame.copy()
+    behind = np.array([[270, 150, 360, 270]], np.float32)
+    Masker(Solid(color=(1, 2, 3)), shape=shape).apply(frame, TARGET, spare=behind)
+    assert (frame[100:220, 200:300] == (1, 2, 3)).all(), "the target's own box was trimmed"
+    ys, xs = core_slice(behind)
+    outside = np.ones(frame.shape[:2], bool)
+    outside[100:220, 200:300] = False
+    spared = np.zeros(frame.shape[:2], bool)
+    spared[ys, xs] = True
+    assert np.array_equal(frame[spared & outside], original[spared & outside])
+
+
+def test_two_masked_faces_trim_nothing_between_them_and_a_duplicate_spares_nothing() -> None:
+    """Spare boxes are unmasked faces only; an unmasked box that is a masked face found twice is ignored."""
+    frame = noise_frame()
+    both = np.concatenate([TARGET, BYSTANDER])
+    expected = frame.copy()
+    Masker(Solid(), shape="ellipse").apply(expected, both)
+    got = frame.copy()
+    Masker(Solid(), shape="ellipse").apply(got, both, spare=np.zeros((0, 4), np.float32))
+    assert np.array_equal(got, expected)
+    # The target found twice, once left unmasked (a duplicate track): the mask stays whole.
+    twice = frame.copy()
+    Masker(Solid(), shape="ellipse").apply(twice, TARGET, spare=TARGET + np.float32([-8, -6, 10, 12]))
+    whole = frame.copy()
+    Masker(Solid(), shape="ellipse").apply(whole, TARGET)
+    assert np.array_equal(twice, whole)
+
+
+@pytest.mark.parametrize(("effect", "chroma_tolerance"), YUV_CASES, ids=["blur", "pixelate", "solid"])
+@pytest.mark.parametrize("shape", ["ellipse", "box"])
+def test_the_planes_spare_the_same_core_as_bgr(effect, chroma_tolerance, shape) -> None:
+    """The render masks 4:2:0 planes: the bystander's core is unchanged there too, in luma and chroma."""
+    image = textured_frame()
+    masker = Masker(effect, shape=shape)
+    original = to_yuv420(image)
+    planes = [p.copy() for p in original]
+    fills = masker.plane_fills(depth=8, colorspace=1, full_range=False)
+    shifts = [(0, 0), (1, 1), (1, 1)]
+    masker.apply_planes(planes, TARGET, shifts=shifts, fills=fills, spare=BYSTANDER)
+    for got, before, shift in zip(planes, original, shifts, strict=True):
+        ys, xs = core_slice(BYSTANDER, shift)
+        assert np.array_equal(got[ys, xs], before[ys, xs]), shift
+        fx, fy = 1 << shift[0], 1 << shift[1]
+        x1, y1, x2, y2 = TARGET[0]
+        own = (slice(int(y1) // fy, int(y2) // fy), slice(int(x1) // fx, int(x2) // fx))
+        assert (got[own] != before[own]).mean() > 0.9, shift
+    # And the BGR masker leaves the same core alone (what the preview and matte draw).
+    bgr = image.copy()
+    masker.apply(bgr, TARGET, spare=BYSTANDER)
+    ys, xs = core_slice(BYSTANDER)
+    assert np.array_equal(bgr[ys, xs], image[ys, xs])

@@ -105,6 +105,19 @@ def test_iter_masks_gives_only_masked_boxes_on_their_frames() -> None:
     assert plan.masked_frame_count() == 30
 
 
+def test_iter_frame_masks_gives_the_masked_and_the_spared_boxes_of_each_frame() -> None:
+    plan = make_plan()
+    frames = list(plan.iter_frame_masks())
+    assert len(frames) == 100
+    # The masked boxes are iter_masks' own; the spared ones are track 2's (unmasked, frames 20-59).
+    for (masked, spared), want in zip(frames, plan.iter_masks(), strict=True):
+        assert np.array_equal(masked, want)
+    assert [len(s) for _, s in frames[:20]] == [0] * 20 and [len(s) for _, s in frames[20:60]] == [1] * 40
+    assert all(len(s) == 0 for _, s in frames[60:])
+    assert np.allclose(frames[25][1][0], plan.tracks[1].xyxy[5])
+    assert frames[25][1].dtype == np.float32 and frames[70][1].shape == (0, 4)
+
+
 def test_json_round_trip_and_override(tmp_path) -> None:
     plan = make_plan()
     path = tmp_path / "plan.json"
