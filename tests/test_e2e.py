@@ -28,6 +28,7 @@ import pytest
 from conftest import decoded_images, level_of, packet_bytes, video_pts_seconds
 from skimage import data
 
+from blurface.plan import DEFAULT_TOLERANCE
 from blurface import evaluate, media
 from blurface.cli import main
 from blurface.gallery import Gallery
@@ -209,7 +210,7 @@ def test_plan_explains_every_box(clip: FaceClip, target_run: tuple[Path, Path]) 
         for box in frame["boxes"]:
             assert box["track"] in track_ids
             assert box["identity"] == "eileen"
-            assert isinstance(box["distance"], float) and 0 <= box["distance"] <= 0.6
+            assert isinstance(box["distance"], float) and 0 <= box["distance"] <= DEFAULT_TOLERANCE
             assert box["why"] and "eileen" in box["why"]
             assert len(box["box"]) == 4
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from blurface.plan import DEFAULT_TOLERANCE
 from blurface import media
 from blurface.boxes import iou_matrix
 from blurface.evaluate import box_is_masked, load_truth, score
@@ -237,7 +238,7 @@ def test_people_command_writes_a_sheet_and_one_gallery_per_person(tmp_path: Path
         person = Gallery.load(tmp_path / "people" / f"person_{k}.npz").people[0]
         d = {n: float(np.linalg.norm(person.embeddings - e, axis=1).mean()) for n, e in refs.items()}
         who = min(d, key=d.get)
-        assert d[who] < 0.6 < max(d.values()), d
+        assert d[who] < DEFAULT_TOLERANCE < max(d.values()), d
         found.add(who)
     assert found == {"astronaut", "hopper"}, "each person has a gallery of their own"
 
