@@ -125,20 +125,23 @@ def prepare(
     all_faces: bool = False,
     tolerance: float | None = None,
     mask_unsure: bool = True,
-    analysis: str = "balanced",
+    analysis: object = "balanced",
     render_settings: object | None = None,
     strict_reference: bool = False,
 ) -> WorkSettings:
     """Build the gallery once (here, in the client) and every setting a worker needs.
 
-    Arguments as for :func:`blurface.pipeline.blur_video`.
+    Arguments as for :func:`blurface.pipeline.blur_video` (``analysis``: a preset name or
+    :class:`~blurface.pipeline.AnalysisSettings`).
 
     Raises:
         InputError: not exactly one of ``targets``, ``keep`` and ``all_faces``.
         GalleryError: an unusable reference photo or gallery.
     """
     from .pipeline import PRESETS, RenderSettings
-    from .plan import DEFAULT_TOLERANCE, DecisionSettings
+    from .plan import DecisionSettings
+
+    settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
 
     if sum([bool(targets), bool(keep), bool(all_faces)]) != 1:
         raise InputError("give exactly one of targets, keep or all_faces")
@@ -146,21 +149,20 @@ def prepare(
     names: tuple[str, ...] = ()
     embeddings: tuple[np.ndarray, ...] = ()
     if refs:
+        from .embedders import make_embedder
         from .faces import FaceEngine
         from .gallery import Gallery
 
-        gallery = Gallery.from_paths(list(refs), FaceEngine(), strict=strict_reference)
+        engine = FaceEngine(embedder=make_embedder(settings.embedder))  # type: ignore[attr-defined]
+        gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
         names = tuple(gallery.names)
         embeddings = tuple(np.asarray(p.embeddings, np.float32) for p in gallery.people)
     mode = "target" if targets else "keep" if keep else "all"
-    decision = DecisionSettings(
-        mode=mode,  # type: ignore[arg-type]
-        people=names,
-        tolerance=DEFAULT_TOLERANCE if tolerance is None else tolerance,
-        mask_unsure=mask_unsure,
+    decision = DecisionSettings.for_embedder(
+        settings.embedder, tolerance=tolerance, mode=mode, people=names, mask_unsure=mask_unsure,  # type: ignore[attr-defined]
     )
     return WorkSettings(
-        analysis=replace(PRESETS[analysis], embed_process=False),
+        analysis=replace(settings, embed_process=False),  # type: ignore[type-var]
         decision=decision,
         render=render_settings or RenderSettings(),
         names=names,
@@ -231,18 +233,21 @@ _busy = False  # a file is in progress in this process (the SIGTERM handler must
 _engines = threading.local()  # per thread: Dask runs several tasks of one process in threads
 
 
-def _engine(threshold: float):  # noqa: ANN202 - FaceEngine, imported lazily
+def _engine(threshold: float, embedder: str):  # noqa: ANN202 - FaceEngine, imported lazily
     """The face models of this worker thread, loaded on its first file only."""
     cached = getattr(_engines, "engine", None)
-    if cached is None or getattr(cached.detector, "threshold", None) != threshold:
+    if (cached is None or getattr(cached.detector, "threshold", None) != threshold
+            or cached.embedder.name != embedder):
         from .detectors import make_detector
+        from .embedders import make_embedder
         from .faces import FaceEngine
 
-        cached = _engines.engine = FaceEngine(detector=make_detector(threshold=threshold))
+        cached = _engines.engine = FaceEngine(detector=make_detector(threshold=threshold),
+                                              embedder=make_embedder(embedder))
     return cached
 
 
-def _local_worker_init(threshold: float, parent: int) -> None:
+def _local_worker_init(threshold: float, embedder: str, parent: int) -> None:
     """Local pool process: Ctrl-C is the client's to handle; SIGTERM cleans up; models load now."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -253,7 +258,7 @@ def _local_worker_init(threshold: float, parent: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="blurface-orphan-watch").start()
-    _engine(threshold)
+    _engine(threshold, embedder)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -294,7 +299,7 @@ def process_file(job: Job) -> Outcome:
     started = time.perf_counter()
     _busy = True
     try:
-        engine = _engine(work.analysis.detect_threshold)  # type: ignore[attr-defined]
+        engine = _engine(work.analysis.detect_threshold, work.analysis.embedder)  # type: ignore[attr-defined]
         plan = analyse(
             job.src, gallery=work.gallery(), decision=work.decision, settings=work.analysis,  # type: ignore[arg-type]
             engine=engine,
@@ -335,7 +340,8 @@ class LocalPool:
             max_workers=self.capacity,
             mp_context=mp.get_context("spawn"),
             initializer=_local_worker_init,
-            initargs=(self._work.analysis.detect_threshold, os.getpid()),  # type: ignore[attr-defined]
+            initargs=(self._work.analysis.detect_threshold, self._work.analysis.embedder,  # type: ignore[attr-defined]
+                      os.getpid()),
         )
 
     def submit(self, job: Job) -> Future:
@@ -424,7 +430,7 @@ class DaskPool:
 
         key = future.key
 
-        def deaths(dask_scheduler) -> int:  # noqa: ANN001 - runs on the scheduler, by value (cloudpickle)
+        def deaths(dask_scheduler) -> int:  # noqa: ANN001 - runs on the scheduler, by value (Dask serialises the function)
             task = dask_scheduler.tasks.get(key)
             return 0 if task is None else int(task.suspicious)
 

@@ -67,6 +67,16 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
 
+def _add_embedder(p: argparse.ArgumentParser) -> None:
+    from .embedders import DEFAULT_EMBEDDER, EMBEDDERS
+
+    p.add_argument(
+        "--embedder", choices=tuple(EMBEDDERS), default=DEFAULT_EMBEDDER,
+        help=f"who each face is (default {DEFAULT_EMBEDDER}); dlib for faces mostly under 40 px. "
+        "A gallery (.npz) only works with the embedder that made it",
+    )
+
+
 def _add_matching(p: argparse.ArgumentParser) -> None:
     from .embedders import DEFAULT_EMBEDDER, EMBEDDERS
 
@@ -75,11 +85,7 @@ def _add_matching(p: argparse.ArgumentParser) -> None:
         help="embedding distance at or below which a face is that person (default: the embedder's, "
         + ", ".join(f"{n} {e.tolerance}" for n, e in EMBEDDERS.items()) + "; lower is stricter)",
     )
-    p.add_argument(
-        "--embedder", choices=tuple(EMBEDDERS), default=DEFAULT_EMBEDDER,
-        help=f"who each face is (default {DEFAULT_EMBEDDER}); dlib for faces mostly under 40 px. "
-        "A gallery (.npz) only works with the embedder that made it",
-    )
+    _add_embedder(p)
     p.add_argument(
         "--strict-reference", action="store_true",
         help="refuse reference photos with several faces instead of using the largest",
@@ -172,6 +178,7 @@ def _enroll_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="the person's name in plans and reports (default: the output's stem)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing gallery file")
     p.add_argument("--strict-reference", action="store_true", help="refuse photos with several faces")
+    _add_embedder(p)
     _add_common(p)
     return p
 
@@ -822,8 +829,10 @@ def _people_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for people.png and person_N.npz")
     p.add_argument("--plan", metavar="JSON", help="a saved plan of the video (default: find every face)")
     p.add_argument("--tolerance", type=float, default=None, metavar="D",
-                   help="tracks closer than this (mean embedding distance) are one person (default 0.6)")
+                   help="tracks closer than this (mean embedding distance) are one person "
+                   "(default: the embedder's tolerance)")
     p.add_argument("--overwrite", action="store_true")
+    _add_embedder(p)
     _add_common(p)
     return p
 

@@ -71,10 +71,11 @@ class DecisionSettings:
 
     @classmethod
     def for_embedder(cls, embedder: str, *, tolerance: float | None = None, **kwargs: object) -> DecisionSettings:
-        """Settings on ``embedder``'s own distance scale; ``tolerance`` ``None`` takes its default."""
+        """Settings on ``embedder``'s own distance scale; ``tolerance`` ``None`` (and any field not given) takes its default."""
         e = embedder_settings(embedder)
-        return cls(tolerance=e.tolerance if tolerance is None else tolerance, unsure_margin=e.unsure_margin,
-                   min_identify_px=e.min_identify_px, **kwargs)  # type: ignore[arg-type]
+        fields: dict[str, object] = {"tolerance": e.tolerance if tolerance is None else tolerance,
+                                     "unsure_margin": e.unsure_margin, "min_identify_px": e.min_identify_px}
+        return cls(**{**fields, **kwargs})  # type: ignore[arg-type]
 
 
 def track_distance(crop_distances: np.ndarray) -> float:

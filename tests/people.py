@@ -216,14 +216,17 @@ def make_crossing_clip(
     While turned away (frames ``away``) the target's face is hidden (the head is a smooth
     blob, as the back of a head is to a face detector). The passer, drawn over the
     target, crosses the frame at constant speed and covers her face for about a second
-    and a half around the middle frame. Truth lists a face only where at least half of
-    it shows. H.264 + AAC, like :func:`make_people_clip`.
+    and a half around the middle frame. The target's truth is the part of her face box
+    the passer's head leaves visible (at her eyes' height), listed where that is at
+    least half of it: pixels of the passer's face in front of her are his, not hers.
+    H.264 + AAC, like :func:`make_people_clip`.
     """
     bg = _background(width, height)
     tb = Fraction(1, 90000)
     truth: list[list[dict]] = []
 
-    def paste(image: np.ndarray, head: Head, cx: float, cy: float, *, hidden: bool = False) -> np.ndarray:
+    def paste(image: np.ndarray, head: Head, cx: float, cy: float, *, hidden: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``head``; its face box, and where its head covers the picture (alpha > 0.5)."""
         scale = face_px / float(head.face[2] - head.face[0])
         crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
         if hidden:
@@ -237,7 +240,9 @@ def make_crossing_clip(
         a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
         c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
         image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
-        return face + np.array([x1, y1, x1, y1], np.float32)
+        cover = np.zeros((height, width), bool)
+        cover[fy1:fy2, fx1:fx2] = a[:, :, 0] > 0.5
+        return face + np.array([x1, y1, x1, y1], np.float32), cover
 
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
@@ -248,14 +253,23 @@ def make_crossing_clip(
         for i in range(n_frames):
             image = bg.astype(np.float32)
             hidden = away[0] <= i < away[1]
-            tbox = paste(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, hidden=hidden)
+            tbox, _ = paste(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, hidden=hidden)
             # The passer crosses from the left edge to the right one, a little lower (in front).
             px = face_px * 0.75 + (width - 1.5 * face_px) * i / (n_frames - 1)
-            pbox = paste(image, passer, px, height * 0.45 + face_px * 0.1)
-            covered = max(0.0, min(tbox[2], pbox[2]) - max(tbox[0], pbox[0])) / float(tbox[2] - tbox[0])
+            pbox, cover = paste(image, passer, px, height * 0.45 + face_px * 0.1)
             faces = [{"box": [float(v) for v in pbox], "who": passer.name}]
-            if not hidden and covered < 0.5:
-                faces.insert(0, {"box": [float(v) for v in tbox], "who": target.name})
+            # The target's columns left visible at her eyes' height: the longer run of them.
+            row = cover[int(tbox[1] + 0.4 * (tbox[3] - tbox[1]))]
+            x1, x2 = int(math.floor(tbox[0])), int(math.ceil(tbox[2]))
+            open_cols = ~row[x1:x2]
+            best, run, end = 0, 0, 0
+            for k, free in enumerate(open_cols):
+                run = run + 1 if free else 0
+                if run > best:
+                    best, end = run, k + 1
+            if not hidden and best >= 0.5 * (x2 - x1):
+                visible = [float(x1 + end - best), float(tbox[1]), float(x1 + end), float(tbox[3])]
+                faces.insert(0, {"box": visible, "who": target.name})
             truth.append(faces)
             frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")
             frame.pts = round(i / fps / tb)

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from blurface.faces import Embedder
+from blurface.embedders import make_embedder
 from blurface.pipeline import make_plan
 from blurface.plan import Plan
 from blurface.server import ReviewSession, start, stop
@@ -68,7 +68,7 @@ def test_browser_toggle_save_and_screenshot(browser, tmp_path: Path) -> None:
     assert plan.track(0).masked
     saved = tmp_path / "astronaut.plan.json"
     session = ReviewSession(plan, video, save_path=saved, output=tmp_path / "out.mp4",
-                            people_dir=tmp_path / "people", embedder=Embedder())
+                            people_dir=tmp_path / "people", embedder=make_embedder())
     session.prepare()
     server, thread = start(session)
     try:
@@ -175,9 +175,10 @@ def test_browser_markup_in_a_plan_is_shown_as_text_and_never_runs(browser, tmp_p
         assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"], script:not([src])').length") == 0
         text = browser.execute_script(
             "const q = s => document.querySelector(s).textContent;"
-            "return [q('#track-0 .decision'), q('#track-0 .who'), q('#track-0 .reason'), q('#name')]")
+            "return [q('#track-0 .decision'), q('#track-1 .who'), q('#track-0 .reason'), q('#name')]")
         assert text[0] == HOSTILE_DECISION, "the decision is shown as text"
-        assert text[1] == session.plan.tracks[0].identity and text[2] == session.plan.tracks[0].reason
+        # Track 1 matched, so it is named: by its (hostile) identity, as text.
+        assert text[1] == session.plan.track(1).identity and text[2] == session.plan.tracks[0].reason
         assert text[3].startswith('<img src=x onerror="window.pwned=2">.mp4')
         # The thumbnails (with the token in their query) loaded: there is no cookie to carry it.
         assert browser.execute_script(

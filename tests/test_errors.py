@@ -477,7 +477,7 @@ BAD_TARGETS: dict[str, tuple[Callable[[Path], Path], list[str]]] = {
     ),
     "npz-with-nan-embeddings": (
         lambda tmp: _npz(
-            tmp / "nan.npz", version=np.int32(1), names=np.array(["x"]),
+            tmp / "nan.npz", version=np.int32(2), embedder=np.array("sface/2021dec"), names=np.array(["x"]),
             embeddings=np.full((1, 128), np.nan, np.float32), person=np.zeros(1, np.int32),
         ),
         ["nan.npz", "NaN"],

@@ -175,7 +175,7 @@ def stream_facts(path: Path) -> dict:
         s = c.streams.video[0]
         ctx = s.codec_context
         first = next(c.decode(s))
-        side = {str(sd.type).split(".")[-1]: bytes(sd) for sd in first.side_data}
+        side = {str(t).split(".")[-1]: bytes(sd) for t, sd in first.side_data.items()}
         return {
             "codec": s.codec.canonical_name if hasattr(s.codec, "canonical_name") else ctx.name,
             "profile": ctx.profile,

@@ -40,7 +40,7 @@ def video_info(frames: int = 100) -> VideoInfo:
 )
 def test_decide(mode, dists, mask_unsure, decision, masked) -> None:
     track = make_track(1, 0, 10)
-    settings = DecisionSettings(mode=mode, people=("alice",), mask_unsure=mask_unsure)
+    settings = DecisionSettings.for_embedder("dlib", mode=mode, people=("alice",), mask_unsure=mask_unsure)
     decide(track, np.array(dists, np.float32)[:, None], ["alice"], settings)
     assert (track.decision, track.masked) == (decision, masked)
     assert track.reason
@@ -59,7 +59,7 @@ def test_decide(mode, dists, mask_unsure, decision, masked) -> None:
 )
 def test_decide_at_the_exact_edges(mode, d, decision, masked) -> None:
     track = make_track(1, 0, 10)
-    settings = DecisionSettings(mode=mode, people=("alice",), tolerance=0.5, unsure_margin=0.25)
+    settings = DecisionSettings.for_embedder("dlib", mode=mode, people=("alice",), tolerance=0.5, unsure_margin=0.25)
     decide(track, np.full((len(track.embeddings), 1), d, np.float32), ["alice"], settings)
     assert (track.decision, track.masked) == (decision, masked), track.reason
 
@@ -78,14 +78,14 @@ def test_track_distance_uses_best_half_not_one_fluke() -> None:
 
 def test_only_named_people_count_in_target_mode() -> None:
     track = make_track(1, 0, 10)
-    settings = DecisionSettings(mode="target", people=("alice",))
+    settings = DecisionSettings.for_embedder("dlib", mode="target", people=("alice",))
     decide(track, np.array([[0.9, 0.3]] * 3, np.float32), ["alice", "bob"], settings)
     assert track.identity == "alice" and not track.masked
 
 
 def test_no_crops_means_unsure_and_masked() -> None:
     track = make_track(1, 0, 10, crops=0)
-    decide(track, np.zeros((0, 1)), ["alice"], DecisionSettings(mode="target", people=("alice",)))
+    decide(track, np.zeros((0, 1)), ["alice"], DecisionSettings.for_embedder("dlib", mode="target", people=("alice",)))
     assert track.decision == "unsure" and track.masked
 
 
@@ -163,7 +163,7 @@ def test_plan_with_box_outside_video_is_rejected(tmp_path) -> None:
 
 
 def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
-    settings = DecisionSettings(mode="target", people=("alice",))
+    settings = DecisionSettings.for_embedder("dlib", mode="target", people=("alice",))
     sure, unsure, later = make_track(1, 0, 30), make_track(2, 10, 30), make_track(3, 100, 10)
     unsure.xyxy[:, [1, 3]] += 200  # elsewhere in the frame: another face
     decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
@@ -180,7 +180,7 @@ def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
 
 def test_unsure_track_on_the_same_face_as_a_confident_match_stays_masked() -> None:
     """Two tracks over one face (e.g. one followed backwards into frames the other covered) are one person."""
-    settings = DecisionSettings(mode="target", people=("alice",))
+    settings = DecisionSettings.for_embedder("dlib", mode="target", people=("alice",))
     sure, twin = make_track(1, 0, 30), make_track(2, 10, 30)
     decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
     decide(twin, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
@@ -191,12 +191,12 @@ def test_unsure_track_on_the_same_face_as_a_confident_match_stays_masked() -> No
 
 
 def test_a_face_too_small_to_identify_is_unsure_and_masked() -> None:
-    settings = DecisionSettings(mode="target", people=("alice",))
+    settings = DecisionSettings.for_embedder("dlib", mode="target", people=("alice",))
     far = decide(make_track(1, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], settings, face_px=20.0)
     big = decide(make_track(2, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], settings, face_px=80.0)
     assert (far.decision, far.masked) == ("unsure", True) and "too small" in far.reason
     assert (big.decision, big.masked) == ("other", False)
-    relaxed = DecisionSettings(mode="target", people=("alice",), mask_unsure=False)
+    relaxed = DecisionSettings.for_embedder("dlib", mode="target", people=("alice",), mask_unsure=False)
     kept = decide(make_track(3, 0, 10), np.array([[0.75], [0.8], [0.9]]), ["alice"], relaxed, face_px=20.0)
     assert (kept.decision, kept.masked) == ("unsure", False)
 

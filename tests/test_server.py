@@ -249,13 +249,13 @@ def test_people_command_writes_a_sheet_and_one_gallery_per_person(tmp_path: Path
 @pytest.fixture(scope="module")
 def hamilton():
     """The shared clip analysed with --all (every face a track), with embeddings filled in for grouping."""
-    from blurface.faces import Embedder
+    from blurface.embedders import make_embedder
     from blurface.pipeline import make_plan
 
     media_dir = shared_dir()  # module scope: conftest's shared_media is per test
     clip = media_dir / "hamilton_clip.mp4"
     plan = make_plan(clip, all_faces=True)
-    return clip, plan, load_truth(media_dir / "hamilton_truth.json"), Embedder()
+    return clip, plan, load_truth(media_dir / "hamilton_truth.json"), make_embedder()
 
 
 def _label_tracks(plan: Plan, truth: list[list[dict]]) -> dict[int, dict[str, int]]:
