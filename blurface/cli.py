@@ -22,7 +22,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from . import __version__
-from .types import BlurfaceError, Interrupted, OutputError
+from .types import BlurfaceError, Interrupted
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -177,6 +177,7 @@ def _verify_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", required=True, metavar="PHOTO|DIR|NPZ", help="the person (repeatable)")
     _add_matching(p)
     p.add_argument("--report", metavar="JSON", help="write the findings as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
     _add_common(p)
     return p
 
@@ -374,13 +375,14 @@ def _cmd_blur(args: argparse.Namespace) -> int:
 
     _check_masking(args)
     render_settings = _render_settings(args)
+    # Inputs first, then every path the command writes: all before the analysis, which may take long.
     info = media.probe(args.video)
+    _check_references(args)
     out = Path(args.output) if args.output else media.default_output_path(args.video)
+    media.check_output(args.video, out, overwrite=args.overwrite)
     if args.plan:
-        _check_side_file(args.plan, "--plan", [args.video, out])
+        _check_side_file(args.plan, "--plan", args, outputs=[out])
     if _wants_editor_outputs(args):
-        # Refuse a bad output before the analysis, which may take long (blur_video does the same).
-        media.check_output(args.video, out, overwrite=args.overwrite)
         media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
         return _run_for_editors(args, out, render_settings, plan_in=None)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
@@ -412,18 +414,30 @@ def _cmd_blur(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _check_side_file(path: str, option: str, protected: list[str | Path]) -> None:
-    """Refuse a JSON side file (plan, report) that would replace a video or sit in no folder."""
-    p = Path(path)
-    for other in protected:
-        if os.path.realpath(p) == os.path.realpath(other):
-            raise OutputError(f"{p}: {option} would replace {other}: choose another path for it")
-    if p.is_dir():
-        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / ('x' + p.suffix)}")
-    if p.parent.exists() and not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: is a file, not a folder: {option} {p.name} cannot be written inside it")
-    if not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: the folder for {option} does not exist: create it first")
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Every file the command reads: the video(s), reference photos and galleries, an input plan."""
+    files = [getattr(args, "video", None), *getattr(args, "photos", []), *getattr(args, "target", []),
+             *getattr(args, "keep", [])]
+    if args.command in ("render", "preview", "people"):  # review's Save may replace its --plan, by design
+        files.append(getattr(args, "plan", None))
+    return [str(f) for f in files if f]
+
+
+def _check_references(args: argparse.Namespace) -> None:
+    """Missing reference photos, and photos too large to decode, refused from their headers."""
+    from .gallery import check_references
+
+    check_references([*getattr(args, "target", []), *getattr(args, "keep", [])])
+
+
+def _check_side_file(
+    path: str | Path, option: str, args: argparse.Namespace, *, outputs: list[str | Path], overwrite: bool | None = None
+) -> None:
+    """Refuse a side file (plan, report, ...) by the rules of the video output, before any work."""
+    from . import media
+
+    media.check_side_output(path, option, inputs=_inputs(args), outputs=outputs,
+                            overwrite=bool(getattr(args, "overwrite", False)) if overwrite is None else overwrite)
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
@@ -435,7 +449,10 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         raise _UsageError(f"blurface enroll: output {str(out)!r} must end in .npz")
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
-    _check_side_file(args.output, "--output", list(args.photos))
+    from .gallery import check_references
+
+    check_references(args.photos)
+    _check_side_file(args.output, "--output", args, outputs=[])
     person = person_from_paths(args.photos, FaceEngine(), name=args.name or out.stem, strict=args.strict_reference)
     Gallery([person]).save(out)
     if not args.quiet:
@@ -448,11 +465,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .gallery import Gallery
     from .verify import verify
 
-    if args.report:
-        _check_side_file(args.report, "--report", [args.video, *args.target])
     from . import media
 
     info = media.probe(args.video)
+    _check_references(args)
+    if args.report:
+        _check_side_file(args.report, "--report", args, outputs=[])
     engine = FaceEngine()
     gallery = Gallery.from_paths(args.target, engine, strict=args.strict_reference)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
@@ -545,6 +563,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     settings = type(settings)(effect=settings.effect, shape=settings.shape, pad=settings.pad, encode=encode)
     plan = Plan.load(args.plan) if args.plan else None
     media.probe(args.video)
+    _check_references(args)
     out = Path(args.output)
     media.check_output(args.video, out, overwrite=args.overwrite)
     return _run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height)
@@ -564,19 +583,17 @@ def _run_for_editors(
     end = None if args.end is None else review.parse_time(args.end, "--to")
     if start is not None and end is not None and end <= start:
         raise _UsageError(f"blurface: --to {args.end} is not after --from {args.start}: give a later --to")
-    protected = [args.video, out] + ([args.plan] if getattr(args, "plan", None) else [])
+    outputs: list[str | Path] = [out] + ([args.plan] if getattr(args, "plan", None) else [])
     for option, value, suffixes in (("--matte", args.matte, (".mov", ".mkv")), ("--contact-sheet", args.contact_sheet,
                                     (".png",)), ("--report", args.report, (".json",))):
         if value is None:
             continue
         if Path(value).suffix.lower() not in suffixes:
             raise _UsageError(f"blurface: {option} {value!r} must end in {' or '.join(suffixes)}")
-        if Path(value).exists() and not args.overwrite:
-            raise OutputError(f"{value} exists: use --overwrite to replace it")
-        _check_side_file(value, option, protected)
-        protected.append(value)
+        _check_side_file(value, option, args, outputs=outputs)
+        outputs.append(value)
     if args.report:
-        _check_side_file(str(Path(args.report).with_suffix(".html")), "--report (HTML)", protected)
+        _check_side_file(Path(args.report).with_suffix(".html"), "--report (HTML)", args, outputs=outputs)
     analysis = None
     if plan_in is None:
         analysis = dict(
@@ -824,9 +841,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
     info = media.probe(args.video)
     video = Path(args.video)
     out = Path(args.output) if args.output else media.default_output_path(video)
+    _check_references(args)
     media.check_output(video, out, overwrite=args.overwrite)
     save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
-    _check_side_file(str(save), "--save", [video, out])
+    # Save replaces its file by design (by default the plan under review): only where it is, is checked.
+    _check_side_file(save, "--save", args, outputs=[out], overwrite=True)
     people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     session = None
