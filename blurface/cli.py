@@ -959,6 +959,10 @@ def main(argv: list[str] | None = None) -> int:
             return int(e.code or 0)
         args.command, args.argv = name, ["blurface"] + ([] if name == "blur" else [name]) + argv
         _setup_logging(args.quiet, args.debug)
+        from .files import remove_stale_temp_dirs
+
+        # Unmasked working copies a killed run left (review proxies, excerpt copies) go first.
+        remove_stale_temp_dirs()
         with _signals_as_interrupt():
             return command(args)
     except _UsageError as e:

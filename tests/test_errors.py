@@ -1094,3 +1094,49 @@ def test_a_missing_photo_is_reported_before_an_existing_output(video_factory, tm
     code, lines = run_cli(capsys, src, "--target", tmp_path / "nope.jpg", "-q", "-o", taken)
     assert code == 2
     assert_one_clean_line(lines, "nope.jpg", "does not exist")
+
+
+# --------------------------------------------------------------------------- killed runs leave no unmasked copy (issue #21)
+
+
+def _killed_at(stage: str, argv: list[object], tmpdir: Path) -> int:
+    """Run ``blurface argv`` in a child that SIGKILLs itself at ``stage``, its temp folder ``tmpdir``.
+
+    ``stage`` is ``module:attribute`` of a function that runs while the unmasked copy
+    exists: the kill lands there every time, with no timing involved.
+    """
+    module, attribute = stage.split(":")
+    child = (
+        "import importlib, os, signal, sys\n"
+        "from blurface.cli import main\n"
+        f"owner = importlib.import_module({module!r})\n"
+        "owner = getattr(owner, 'ReviewSession', owner)\n"
+        f"setattr(owner, {attribute!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, *map(str, argv)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmpdir)})
+    return done.returncode
+
+
+@pytest.mark.parametrize(
+    ("stage", "command", "copy"),
+    [
+        ("blurface.server:_make_thumbs", ["review", "--all", "-q"], "proxy.mp4"),
+        ("blurface.review:make_plan", ["--all", "-q", "--from", "0", "--to", "0.3"], "range.mkv"),
+    ],
+)
+def test_a_killed_runs_unmasked_copy_is_removed_by_the_next_run(stage, command, copy, video_factory, tmp_path):
+    src = video_factory("in.mp4", n_frames=12)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    argv = [command[0], src, *command[1:]] if command[0] == "review" else [src, *command, "-o", tmp_path / "o.mp4"]
+    assert _killed_at(stage, argv, tmpdir) == -9
+    left = list(tmpdir.glob(f"blurface-*/{copy}"))
+    assert len(left) == 1, "the killed run's copy is where a later run looks"
+    live = tmpdir / f"blurface-review-{os.getpid()}-x"  # a running process's folder is left alone
+    live.mkdir()
+    done = subprocess.run([sys.executable, "-m", "blurface", "inspect", src], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmpdir.glob("blurface-*")) == [live.name]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats
+from ..files import pid_alive as _pid_alive
 from ..types import OutputError
 
 log = logging.getLogger(__name__)
@@ -93,16 +94,6 @@ def default_output_path(src: str | os.PathLike) -> Path:
 
 def _temp_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.blurface-tmp-{os.getpid()}{dst.suffix}")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
 
 
 def cleanup_stale_temps(dst: str | os.PathLike) -> list[str]:
