@@ -22,6 +22,7 @@ from types import FrameType
 from tqdm import tqdm
 
 from . import __version__
+from .files import printable
 from .types import BlurfaceError, Interrupted
 
 EXIT_OK = 0
@@ -281,8 +282,7 @@ class _OneLineFormatter(logging.Formatter):
     """``blurface: warning: message`` on one line; a traceback (``--debug``) follows on its own lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = " ".join(record.getMessage().splitlines())
-        line = f"blurface: {record.levelname.lower()}: {message}"
+        line = f"blurface: {record.levelname.lower()}: {_one_line(record.getMessage())}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -407,7 +407,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
         bars.close()
     if not args.quiet:
         print(
-            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+            f"wrote {printable(result.output)}: {result.frames} frames, {result.masked_frames} with masks, "
             f"{result.masked_tracks} of {result.tracks} face tracks masked, in {result.seconds:.1f} s",
             file=sys.stderr,
         )
@@ -456,7 +456,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     person = person_from_paths(args.photos, FaceEngine(), name=args.name or out.stem, strict=args.strict_reference)
     Gallery([person]).save(out)
     if not args.quiet:
-        print(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)", file=sys.stderr)
+        print(printable(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -486,19 +486,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         bars.close()
     if args.report:
         report.save(args.report)
+    video = printable(args.video)
     for hit in report.matches:
         print(
-            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: {hit.identity} at distance {hit.distance:.3f}, "
+            f"{video}: frame {hit.frame} at {hit.time:.3f} s: {printable(hit.identity)} at distance {hit.distance:.3f}, "
             f"box {[round(v) for v in hit.box]}"
         )
     for hit in report.near:
         print(
-            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: near {hit.identity} at distance "
+            f"{video}: frame {hit.frame} at {hit.time:.3f} s: near {printable(hit.identity)} at distance "
             f"{hit.distance:.3f} (within {report.tolerance + report.near_margin:.2f}; check by eye), "
             f"box {[round(v) for v in hit.box]}"
         )
     verdict = "CLEAN" if not report.matches else f"TARGET FOUND in {report.frames_with_matches} frame(s)"
-    print(f"{args.video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
+    print(f"{video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
     return EXIT_OK if not report.matches else EXIT_FAILURE
 
 
@@ -521,7 +522,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     if not args.quiet:
-        print(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks", file=sys.stderr)
+        print(f"wrote {printable(result.output)}: {result.frames} frames, {result.masked_frames} with masks",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -539,9 +541,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             code = EXIT_USAGE
             continue
         for finding in [] if args.quiet else found:
-            print(f"{video}: {finding}")
+            print(printable(f"{video}: {finding}"))
         verdict = f"IDENTIFYING METADATA: {len(found)} item(s)" if found else "CLEAN"
-        print(f"{video}: {verdict}")
+        print(f"{printable(video)}: {verdict}")
         if found and code == EXIT_OK:
             code = EXIT_FAILURE
     return code
@@ -617,9 +619,9 @@ def _run_for_editors(
         extras = [f"{k} {v}" for k, v in (("matte", args.matte), ("contact sheet", args.contact_sheet),
                                           ("report", args.report)) if v]
         print(
-            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-            f"{result.masked_tracks} of {result.tracks} face tracks masked"
-            + (f"; {', '.join(extras)}" if extras else ""),
+            printable(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+                      f"{result.masked_tracks} of {result.tracks} face tracks masked"
+                      + (f"; {', '.join(extras)}" if extras else "")),
             file=sys.stderr,
         )
     return EXIT_OK
@@ -863,7 +865,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
             session.close()
         raise
     try:
-        print(f"review {video.name}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
+        print(f"review {printable(video.name)}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
         print(f"open {httpd.url}  (Ctrl-C stops the review)", flush=True)
         if args.open:
             import webbrowser
@@ -901,7 +903,7 @@ def _cmd_people(args: argparse.Namespace) -> int:
         frames = sum(len(plan.track(i)) for i in group)
         print(f"person {k + 1}: tracks {', '.join(map(str, group))} ({frames} frames)")
     if not args.quiet:
-        print(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}", file=sys.stderr)
+        print(printable(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -976,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         if debug:
             log.exception("details")
-        print(f"blurface: {e}; {_NOT_WRITTEN[name]}", file=sys.stderr)
+        print(_one_line(f"blurface: {e}; {_NOT_WRITTEN[name]}"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BlurfaceError as e:
         if debug:
@@ -999,7 +1001,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.splitlines())
+    """A message as one line with nothing a terminal acts on: file names may hold newlines and escape codes."""
+    return printable(message.strip())
 
 
 def run() -> None:

@@ -42,6 +42,29 @@ def write_atomically(
         raise
 
 
+def printable(text: str) -> str:
+    """``text`` with each character a terminal would act on, or not show, escaped as in a Python literal.
+
+    For file names in messages: a name holding ``ESC [2J`` must not clear the user's
+    screen, nor one holding a newline pass for two lines. Control characters become
+    ``\\x1b``, ``\\n``, ..., other invisible ones (bidi overrides, non-breaking or
+    zero-width spaces, undecodable bytes, which Python holds as lone surrogates)
+    ``\\u202e`` and the like; letters of any script and the ASCII space stay.
+    """
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    code = ord(ch)
+    if ch in "\n\r\t":
+        return repr(ch)[1:-1]
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def pid_alive(pid: int) -> bool:
     """Whether process ``pid`` is running (someone else's counts)."""
     try:

@@ -1140,3 +1140,37 @@ def test_a_killed_runs_unmasked_copy_is_removed_by_the_next_run(stage, command, 
                           timeout=300, env={**os.environ, "TMPDIR": str(tmpdir)})
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in tmpdir.glob("blurface-*")) == [live.name]
+
+
+# --------------------------------------------------------------------------- names with escape codes (issue #21)
+
+
+EVIL = "clear\x1b[2J\x1b]0;pwned\x07\nblurface: done\u202e"  # clears the screen, sets the title, fakes a line
+
+
+def test_printable_escapes_what_a_terminal_acts_on():
+    from blurface.files import printable
+
+    assert printable(EVIL) == "clear\\x1b[2J\\x1b]0;pwned\\x07\\nblurface: done\\u202e"
+    assert printable("Zoë 日本 ok.mp4") == "Zoë 日本 ok.mp4"
+    assert printable("bad\udcffname") == "bad\\udcffname"  # an undecodable byte, as os.fsdecode holds it
+
+
+def test_file_names_with_escape_codes_are_shown_escaped(video_factory, tmp_path, out_dir, capsys):
+    shown = "clear\\x1b[2J\\x1b]0;pwned\\x07\\nblurface: done\\u202e"
+    code, lines = run_cli(capsys, tmp_path / f"{EVIL}.mp4", "--all", "-q", "-o", out_dir / "out.mp4")
+    assert code == 2
+    assert_one_clean_line(lines, shown + ".mp4", "no such file")
+
+    src = video_factory("plain.mkv", n_frames=4)
+    named = src.rename(tmp_path / f"{EVIL}.mkv")
+    code = main(["inspect", str(named)])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    assert captured.out == f"{tmp_path}/{shown}.mkv: CLEAN\n"
+
+    photo = write_image(tmp_path / f"{EVIL}.png", face_photo(300))
+    code = main(["verify", str(named), "--target", str(photo), "-q"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    assert captured.out.count("\n") == 1 and captured.out.startswith(f"{tmp_path}/{shown}.mkv: CLEAN")
