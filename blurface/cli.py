@@ -442,16 +442,14 @@ def _check_side_file(
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from .faces import FaceEngine
-    from .gallery import Gallery, person_from_paths
+    from .gallery import Gallery, check_references, person_from_paths
 
     out = Path(args.output)
     if out.suffix.lower() != ".npz":
         raise _UsageError(f"blurface enroll: output {str(out)!r} must end in .npz")
+    check_references(args.photos)  # inputs first
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
-    from .gallery import check_references
-
-    check_references(args.photos)
     _check_side_file(args.output, "--output", args, outputs=[])
     person = person_from_paths(args.photos, FaceEngine(), name=args.name or out.stem, strict=args.strict_reference)
     Gallery([person]).save(out)
