@@ -747,8 +747,14 @@ def blur_video(
     )
     analysed = time.perf_counter() - started
     result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress, info=info)
-    # Written only once the video is: an interrupted run leaves neither behind.
+    # Written only once the video is: an interrupted run leaves neither behind. The plan's
+    # folder was checked before the work; should it fail now all the same (the disk filled
+    # up meanwhile), the video goes too: a run writes all its outputs or none.
     if plan_path is not None:
         plan.metadata_dropped = list(result.metadata_dropped)
-        plan.save(plan_path)
+        try:
+            plan.save(plan_path)
+        except BaseException:
+            dst.unlink(missing_ok=True)
+            raise
     return replace(result, seconds_analyse=analysed)

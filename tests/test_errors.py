@@ -1174,3 +1174,18 @@ def test_file_names_with_escape_codes_are_shown_escaped(video_factory, tmp_path,
     captured = capsys.readouterr()
     assert code == 0 and captured.err == ""
     assert captured.out.count("\n") == 1 and captured.out.startswith(f"{tmp_path}/{shown}.mkv: CLEAN")
+
+
+def test_a_plan_that_fails_after_the_render_takes_the_video_with_it(video_factory, out_dir, capsys, monkeypatch):
+    """The disk fills up between the up-front check and the plan: no video without its plan."""
+    from blurface.plan import Plan
+    from blurface.types import InputError
+
+    def disk_full(self, path):
+        raise InputError(f"cannot write plan {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(Plan, "save", disk_full)
+    src = video_factory("in.mp4", n_frames=4)
+    before = snapshot(src)
+    code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4", "--plan", out_dir / "p.json")
+    assert_refused(code, lines, 2, ["p.json", "No space left"], out_dir, before)
