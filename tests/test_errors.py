@@ -1189,3 +1189,13 @@ def test_a_plan_that_fails_after_the_render_takes_the_video_with_it(video_factor
     before = snapshot(src)
     code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4", "--plan", out_dir / "p.json")
     assert_refused(code, lines, 2, ["p.json", "No space left"], out_dir, before)
+
+
+def test_library_callers_get_the_photo_size_check_too(tmp_path):
+    """batch and the library load photos without the CLI's up-front check: the header is read there as well."""
+    from blurface.gallery import person_from_photos
+    from blurface.types import GalleryError
+
+    photo = _write(tmp_path / "huge.png", black_png(40000, 40000, rows=1))
+    with pytest.raises(GalleryError, match="40000x40000 px, more than the 200 megapixels"):
+        person_from_photos(photo, engine=None)  # type: ignore[arg-type] - refused before the engine is used
