@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .text import one_line, printable
-from .types import BlurfaceError, Interrupted, OutputError
+from .types import BlurfaceError, Interrupted
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -78,7 +78,7 @@ def _add_embedder(p: argparse.ArgumentParser) -> None:
 
 
 def _add_matching(p: argparse.ArgumentParser) -> None:
-    from .embedders import DEFAULT_EMBEDDER, EMBEDDERS
+    from .embedders import EMBEDDERS
 
     p.add_argument(
         "--tolerance", type=float, default=None, metavar="D",
@@ -193,6 +193,7 @@ def _verify_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", action="append", required=True, metavar="PHOTO|DIR|NPZ", help="the person (repeatable)")
     _add_matching(p)
     p.add_argument("--report", metavar="JSON", help="write the findings as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
     _add_common(p)
     return p
 
@@ -296,8 +297,7 @@ class _OneLineFormatter(logging.Formatter):
     """``blurface: warning: message`` on one line; a traceback (``--debug``) follows on its own lines."""
 
     def format(self, record: logging.LogRecord) -> str:
-        message = " ".join(record.getMessage().splitlines())
-        line = f"blurface: {record.levelname.lower()}: {message}"
+        line = f"blurface: {record.levelname.lower()}: {one_line(record.getMessage())}"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
         return line
@@ -405,13 +405,14 @@ def _cmd_blur(args: argparse.Namespace) -> int:
 
     _check_masking(args)
     render_settings = _render_settings(args)
+    # Inputs first, then every path the command writes: all before the analysis, which may take long.
     info = media.probe(args.video)
+    _check_references(args)
     out = Path(args.output) if args.output else media.default_output_path(args.video)
+    media.check_output(args.video, out, overwrite=args.overwrite)
     if args.plan:
-        _check_side_file(args.plan, "--plan", [args.video, out])
+        _check_side_file(args.plan, "--plan", args, outputs=[out])
     if _wants_editor_outputs(args):
-        # Refuse a bad output before the analysis, which may take long (blur_video does the same).
-        media.check_output(args.video, out, overwrite=args.overwrite)
         media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
         return _run_for_editors(args, out, render_settings, plan_in=None)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
@@ -436,37 +437,50 @@ def _cmd_blur(args: argparse.Namespace) -> int:
         bars.close()
     if not args.quiet:
         print(
-            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-            f"{result.tracks_line()}, in {result.seconds:.1f} s",
+            printable(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+                      f"{result.tracks_line()}, in {result.seconds:.1f} s"),
             file=sys.stderr,
         )
     return EXIT_OK
 
 
-def _check_side_file(path: str, option: str, protected: list[str | Path]) -> None:
-    """Refuse a JSON side file (plan, report) that would replace a video or sit in no folder."""
-    p = Path(path)
-    for other in protected:
-        if os.path.realpath(p) == os.path.realpath(other):
-            raise OutputError(f"{p}: {option} would replace {other}: choose another path for it")
-    if p.is_dir():
-        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / ('x' + p.suffix)}")
-    if p.parent.exists() and not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: is a file, not a folder: {option} {p.name} cannot be written inside it")
-    if not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: the folder for {option} does not exist: create it first")
+def _inputs(args: argparse.Namespace) -> list[str]:
+    """Every file the command reads: the video(s), reference photos and galleries, an input plan."""
+    files = [getattr(args, "video", None), *getattr(args, "photos", []), *getattr(args, "target", []),
+             *getattr(args, "keep", [])]
+    if args.command in ("render", "preview", "people"):  # review's Save may replace its --plan, by design
+        files.append(getattr(args, "plan", None))
+    return [str(f) for f in files if f]
+
+
+def _check_references(args: argparse.Namespace) -> None:
+    """Missing reference photos, and photos too large to decode, refused from their headers."""
+    from .gallery import check_references
+
+    check_references([*getattr(args, "target", []), *getattr(args, "keep", [])])
+
+
+def _check_side_file(
+    path: str | Path, option: str, args: argparse.Namespace, *, outputs: list[str | Path], overwrite: bool | None = None
+) -> None:
+    """Refuse a side file (plan, report, ...) by the rules of the video output, before any work."""
+    from . import media
+
+    media.check_side_output(path, option, inputs=_inputs(args), outputs=outputs,
+                            overwrite=bool(getattr(args, "overwrite", False)) if overwrite is None else overwrite)
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from .faces import FaceEngine
-    from .gallery import Gallery, person_from_paths
+    from .gallery import Gallery, check_references, person_from_paths
 
     out = Path(args.output)
     if out.suffix.lower() != ".npz":
         raise _UsageError(f"blurface enroll: output {str(out)!r} must end in .npz")
+    check_references(args.photos)  # inputs first
     if out.exists() and not args.overwrite:
         raise _UsageError(f"blurface enroll: {str(out)!r} exists: use --overwrite to replace it")
-    _check_side_file(args.output, "--output", list(args.photos))
+    _check_side_file(args.output, "--output", args, outputs=[])
     from .embedders import make_embedder
     from .gallery import embedder_tag
 
@@ -474,7 +488,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     person = person_from_paths(args.photos, engine, name=args.name or out.stem, strict=args.strict_reference)
     Gallery([person], embedder=embedder_tag(engine.embedder)).save(out)
     if not args.quiet:
-        print(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)", file=sys.stderr)
+        print(printable(f"wrote {out}: {person.name}, {len(person.embeddings)} reference face(s)"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -483,11 +497,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .gallery import Gallery
     from .verify import verify
 
-    if args.report:
-        _check_side_file(args.report, "--report", [args.video, *args.target])
     from . import media
 
     info = media.probe(args.video)
+    _check_references(args)
+    if args.report:
+        _check_side_file(args.report, "--report", args, outputs=[])
     from .embedders import make_embedder
 
     engine = FaceEngine(embedder=make_embedder(args.embedder))
@@ -505,19 +520,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         bars.close()
     if args.report:
         report.save(args.report)
+    video = printable(args.video)
     for hit in report.matches:
         print(
-            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: {hit.identity} at distance {hit.distance:.3f}, "
+            f"{video}: frame {hit.frame} at {hit.time:.3f} s: {printable(hit.identity)} at distance {hit.distance:.3f}, "
             f"box {[round(v) for v in hit.box]}"
         )
     for hit in report.near:
         print(
-            f"{args.video}: frame {hit.frame} at {hit.time:.3f} s: near {hit.identity} at distance "
+            f"{video}: frame {hit.frame} at {hit.time:.3f} s: near {printable(hit.identity)} at distance "
             f"{hit.distance:.3f} (within {report.tolerance + report.near_margin:.2f}; check by eye), "
             f"box {[round(v) for v in hit.box]}"
         )
     verdict = "CLEAN" if not report.matches else f"TARGET FOUND in {report.frames_with_matches} frame(s)"
-    print(f"{args.video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
+    print(f"{video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
     return EXIT_OK if not report.matches else EXIT_FAILURE
 
 
@@ -540,7 +556,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     if not args.quiet:
-        print(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks", file=sys.stderr)
+        print(f"wrote {printable(result.output)}: {result.frames} frames, {result.masked_frames} with masks",
+              file=sys.stderr)
     return EXIT_OK
 
 
@@ -554,13 +571,13 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             found = findings(media.read_tags(video))
         except BlurfaceError as e:
             # One unreadable file must not hide what the others hold: report it and go on.
-            print(_one_line(f"blurface: error: {e}"), file=sys.stderr)
+            print(one_line(f"blurface: error: {e}"), file=sys.stderr)
             code = EXIT_USAGE
             continue
         for finding in [] if args.quiet else found:
-            print(f"{video}: {finding}")
+            print(printable(f"{video}: {finding}"))
         verdict = f"IDENTIFYING METADATA: {len(found)} item(s)" if found else "CLEAN"
-        print(f"{video}: {verdict}")
+        print(f"{printable(video)}: {verdict}")
         if found and code == EXIT_OK:
             code = EXIT_FAILURE
     return code
@@ -582,6 +599,7 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     settings = type(settings)(effect=settings.effect, shape=settings.shape, pad=settings.pad, encode=encode)
     plan = Plan.load(args.plan) if args.plan else None
     media.probe(args.video)
+    _check_references(args)
     out = Path(args.output)
     media.check_output(args.video, out, overwrite=args.overwrite)
     return _run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height)
@@ -601,19 +619,17 @@ def _run_for_editors(
     end = None if args.end is None else review.parse_time(args.end, "--to")
     if start is not None and end is not None and end <= start:
         raise _UsageError(f"blurface: --to {args.end} is not after --from {args.start}: give a later --to")
-    protected = [args.video, out] + ([args.plan] if getattr(args, "plan", None) else [])
+    outputs: list[str | Path] = [out] + ([args.plan] if getattr(args, "plan", None) else [])
     for option, value, suffixes in (("--matte", args.matte, (".mov", ".mkv")), ("--contact-sheet", args.contact_sheet,
                                     (".png",)), ("--report", args.report, (".json",))):
         if value is None:
             continue
         if Path(value).suffix.lower() not in suffixes:
             raise _UsageError(f"blurface: {option} {value!r} must end in {' or '.join(suffixes)}")
-        if Path(value).exists() and not args.overwrite:
-            raise OutputError(f"{value} exists: use --overwrite to replace it")
-        _check_side_file(value, option, protected)
-        protected.append(value)
+        _check_side_file(value, option, args, outputs=outputs)
+        outputs.append(value)
     if args.report:
-        _check_side_file(str(Path(args.report).with_suffix(".html")), "--report (HTML)", protected)
+        _check_side_file(Path(args.report).with_suffix(".html"), "--report (HTML)", args, outputs=outputs)
     analysis = None
     if plan_in is None:
         analysis = dict(
@@ -637,8 +653,8 @@ def _run_for_editors(
         extras = [f"{k} {v}" for k, v in (("matte", args.matte), ("contact sheet", args.contact_sheet),
                                           ("report", args.report)) if v]
         print(
-            f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-            f"{result.tracks_line()}" + (f"; {', '.join(extras)}" if extras else ""),
+            printable(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
+                      f"{result.tracks_line()}" + (f"; {', '.join(extras)}" if extras else "")),
             file=sys.stderr,
         )
     return EXIT_OK
@@ -868,9 +884,11 @@ def _cmd_review(args: argparse.Namespace) -> int:
         info = media.probe(args.video)
         video = Path(args.video)
         out = Path(args.output) if args.output else media.default_output_path(video)
+        _check_references(args)
         media.check_output(video, out, overwrite=args.overwrite)
         save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
-        _check_side_file(str(save), "--save", [video, out])
+        # Save replaces its file by design (by default the plan under review): only where it is, is checked.
+        _check_side_file(save, "--save", args, outputs=[out], overwrite=True)
         people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
         bars = _Bars(info.frame_count, enabled=not args.quiet)
         try:
@@ -882,7 +900,7 @@ def _cmd_review(args: argparse.Namespace) -> int:
         finally:
             bars.close()
         httpd.session = session
-        print(f"review {video.name}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
+        print(f"review {printable(video.name)}: {len(plan.tracks)} tracks, {len(session.groups)} people", flush=True)
         print(f"open {httpd.url}  (Ctrl-C stops the review)", flush=True)
         if args.open:
             import webbrowser
@@ -923,7 +941,7 @@ def _cmd_people(args: argparse.Namespace) -> int:
         frames = sum(len(plan.track(i)) for i in group)
         print(f"person {k + 1}: tracks {', '.join(map(str, group))} ({frames} frames)")
     if not args.quiet:
-        print(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}", file=sys.stderr)
+        print(printable(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}"), file=sys.stderr)
     return EXIT_OK
 
 
@@ -981,10 +999,14 @@ def main(argv: list[str] | None = None) -> int:
             return int(e.code or 0)
         args.command, args.argv = name, ["blurface"] + ([] if name == "blur" else [name]) + argv
         _setup_logging(args.quiet, args.debug)
+        from .files import remove_stale_temp_dirs
+
+        # Unmasked working copies a killed run left (review proxies, excerpt copies) go first.
+        remove_stale_temp_dirs()
         with _signals_as_interrupt():
             return command(args)
     except _UsageError as e:
-        print(_one_line(f"{e}{_dash_hint(argv)}"), file=sys.stderr)
+        print(one_line(f"{e}{_dash_hint(argv)}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         if debug:
@@ -994,12 +1016,12 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         if debug:
             log.exception("details")
-        print(f"blurface: {e}; {_NOT_WRITTEN[name]}", file=sys.stderr)
+        print(one_line(f"blurface: {e}; {_NOT_WRITTEN[name]}"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BlurfaceError as e:
         if debug:
             log.exception("details")
-        print(_one_line(f"blurface: error: {e}"), file=sys.stderr)
+        print(one_line(f"blurface: error: {e}"), file=sys.stderr)
         return e.exit_code
     except MemoryError:
         if debug:
@@ -1010,14 +1032,10 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         print(
-            _one_line(f"blurface: error: unexpected {type(e).__name__}: {e} (run with --debug for details)"),
+            one_line(f"blurface: error: unexpected {type(e).__name__}: {e} (run with --debug for details)"),
             file=sys.stderr,
         )
         return EXIT_FAILURE
-
-
-def _one_line(message: str) -> str:
-    return " ".join(message.splitlines())
 
 
 def run() -> None:

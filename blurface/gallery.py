@@ -20,6 +20,7 @@ import numpy as np
 from .embedding import person_distances
 from .faces import FaceEngine
 from .files import write_atomically
+from .photos import check_photo_size
 from .types import EMBEDDING_DIM, Faces, GalleryError
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,33 @@ def _list_photos(path: Path) -> list[Path]:
     return [path]
 
 
+def check_references(paths: list[str | os.PathLike]) -> None:
+    """Refuse missing photos, empty folders and photos too large to decode, before any work.
+
+    Reads file headers only (galleries are checked when loaded).
+
+    Raises:
+        GalleryError: naming the photo and the problem.
+    """
+    for path in map(Path, paths):
+        if path.suffix.lower() == ".npz":
+            if not path.is_file():
+                raise GalleryError(f"gallery {str(path)!r} does not exist")
+            continue
+        for photo in _list_photos(path):
+            problem = check_photo_size(photo)
+            if problem is not None:
+                raise GalleryError(f"reference photo {str(photo)!r} {problem}")
+
+
+def _read_photo(photo: Path) -> np.ndarray | None:
+    """The photo as BGR, its size checked from the header first (see :mod:`blurface.photos`)."""
+    problem = check_photo_size(photo)
+    if problem is not None:
+        raise GalleryError(f"reference photo {str(photo)!r} {problem}")
+    return cv2.imread(str(photo), cv2.IMREAD_COLOR)
+
+
 def person_from_photos(path: str | os.PathLike, engine: FaceEngine, *, strict: bool = False) -> Person:
     """Embed the face in a photo, or in each photo of a folder, as one person.
 
@@ -263,7 +291,7 @@ def person_from_photos(path: str | os.PathLike, engine: FaceEngine, *, strict: b
     embeddings = []
     sources = []
     for photo in _list_photos(path):
-        image = cv2.imread(str(photo), cv2.IMREAD_COLOR)
+        image = _read_photo(photo)
         if image is None:
             raise GalleryError(f"reference photo {str(photo)!r} cannot be read as an image (jpg, png, ...)")
         face = _reference_face(image, photo, engine, strict=strict)

@@ -13,6 +13,8 @@ anyway. Of the tags, only these are kept:
 
 * ``language`` of each stream (players pick audio and subtitle tracks by it);
 * ``filename`` and ``mimetype`` of font attachments (subtitles are drawn with them).
+  A font is told by its content (the font magic number), never by its label: an
+  attachment named ``gps.ttf`` and labelled as a font that holds text is dropped.
 
 Dropped: every other container and stream tag, data streams (camera telemetry
 such as GoPro GPMF holds GPS tracks; QuickTime timecode tracks hold the time of
@@ -37,19 +39,10 @@ from dataclasses import dataclass, field
 KEPT_STREAM_TAGS = frozenset({"language"})
 KEPT_FONT_TAGS = frozenset({"filename", "mimetype"})
 
-_FONT_MIMETYPES = frozenset(
-    {
-        "application/x-truetype-font",
-        "application/x-font-ttf",
-        "application/x-font-otf",
-        "application/x-font-opentype",
-        "application/x-font",
-        "application/vnd.ms-opentype",
-        "application/font-sfnt",
-        "application/font-woff",
-    }
-)
-_FONT_SUFFIXES = (".ttf", ".otf", ".ttc", ".woff", ".woff2")
+# The first four bytes of the font files subtitles use: TrueType (00 01 00 00, and
+# Apple's "true"), PostScript in sfnt ("typ1"), OpenType with CFF ("OTTO"), font
+# collections ("ttcf"), WOFF and WOFF2. A label or a file name says nothing.
+FONT_MAGIC = frozenset({b"\x00\x01\x00\x00", b"true", b"typ1", b"OTTO", b"ttcf", b"wOFF", b"wOF2"})
 
 # Tags that describe the file's structure, not its origin: every muxer writes them.
 _STRUCTURAL_TAGS = frozenset(
@@ -77,6 +70,7 @@ class StreamTags:
         cover: a picture attached as cover art, not part of the video.
         chapter_track: a MOV/MP4 text track that only holds the chapter titles
             (FFmpeg reads it as chapters, and writes a new one from them).
+        head: an attachment's first bytes (at least 4 where it has them): what it is.
     """
 
     index: int
@@ -84,16 +78,12 @@ class StreamTags:
     tags: Mapping[str, str] = field(default_factory=dict)
     cover: bool = False
     chapter_track: bool = False
+    head: bytes = b""
 
     @property
     def is_font(self) -> bool:
-        """A font attachment (subtitles need it), told by its MIME type or file name."""
-        if self.kind != "attachment":
-            return False
-        tags = _lower(self.tags)
-        mimetype = tags.get("mimetype", "").lower()
-        filename = tags.get("filename", "").lower()
-        return mimetype.startswith("font/") or mimetype in _FONT_MIMETYPES or filename.endswith(_FONT_SUFFIXES)
+        """A font attachment (subtitles need it), told by its content's magic number, not its label."""
+        return self.kind == "attachment" and self.head[:4] in FONT_MAGIC
 
 
 @dataclass(frozen=True)
@@ -218,7 +208,3 @@ def _whole_stream(stream: StreamTags) -> str:
     if stream.cover:
         return f"cover picture stream #{stream.index}"
     return f"{stream.kind} stream #{stream.index}"
-
-
-def _lower(tags: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in tags.items()}

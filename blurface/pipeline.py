@@ -126,10 +126,13 @@ def detection_scale(settings: AnalysisSettings, detector_min_px: float, width: i
     """Scale of the whole-frame passes: the smallest wanted face at the detector's smallest findable size.
 
     Never above full size (upscaling invents no detail; faces under the detector's
-    minimum at full size are not promised), and never below a 64 px frame.
+    minimum at full size are not promised), and never below a 64 px frame, except
+    that a tiny frame is upscaled to at most 512 px on its long side: a 32768x2
+    frame brought to 64 px high would be a 1 M x 64 px (6 GB) picture.
     """
     scale = detector_min_px / max(1.0, min_face_px(settings, height))
-    return max(min(scale, 1.0), 64 / max(1, min(width, height)))
+    floor = min(64 / max(1, min(width, height)), max(1.0, 512 / max(1, width, height)))
+    return max(min(scale, 1.0), floor)
 
 
 class _CropBuffer:
@@ -846,8 +849,14 @@ def blur_video(
     )
     analysed = time.perf_counter() - started
     result = render(plan, dst, settings=render_settings, overwrite=overwrite, progress=progress, info=info)
-    # Written only once the video is: an interrupted run leaves neither behind.
+    # Written only once the video is: an interrupted run leaves neither behind. The plan's
+    # folder was checked before the work; should it fail now all the same (the disk filled
+    # up meanwhile), the video goes too: a run writes all its outputs or none.
     if plan_path is not None:
         plan.metadata_dropped = list(result.metadata_dropped)
-        plan.save(plan_path)
+        try:
+            plan.save(plan_path)
+        except BaseException:
+            dst.unlink(missing_ok=True)
+            raise
     return replace(result, seconds_analyse=analysed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
+import shutil
 import time as _time
 from collections.abc import Callable
 from dataclasses import replace
@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from . import media, overlay
-from .files import write_atomically
+from .files import make_temp_dir, write_atomically
 from .mask import Masker, Solid
 from .pipeline import RenderSettings, check_same_video, make_plan
 from .plan import Plan, decision_counts
@@ -98,7 +98,8 @@ def analyse_range(
     The range is copied packet for packet (no re-encoding, so the frames are the
     source's own) into a temporary file, which :func:`~blurface.pipeline.make_plan`
     analyses; its tracks are then renumbered to the source's frames. The temporary
-    file holds unmasked video: it lives in the system temp folder and is removed.
+    file holds unmasked video: it lives in a private folder of the system temp folder
+    and is removed (by a later run, should this one be killed: :func:`~blurface.files.make_temp_dir`).
 
     Args:
         plan_options: ``targets``, ``keep``, ``all_faces``, ``tolerance``, ... of ``make_plan``.
@@ -108,10 +109,13 @@ def analyse_range(
     _frames_in(times, start, end, info.path)  # refuse an empty range before the analysis
     lo = times[0] if start is None else max(times[0], start - margin)
     hi = times[-1] + 1 if end is None else end + margin
-    with tempfile.TemporaryDirectory(prefix="blurface-range-") as folder:
-        part = Path(folder) / "range.mkv"
+    folder = make_temp_dir("range")  # removed below, or by a later run should this one be killed
+    try:
+        part = folder / "range.mkv"
         media.copy_video_range(info, part, lo, hi)
         sub = make_plan(part, progress=progress, **plan_options)  # type: ignore[arg-type]
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     # Matroska keeps milliseconds: match each frame to the nearest source time.
     index = np.searchsorted(times, sub.times)
     index = np.clip(index, 1, len(times) - 1)

@@ -39,7 +39,6 @@ import secrets
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -52,6 +51,7 @@ import numpy as np
 
 from . import overlay, people
 from .embedding import Embeds
+from .files import make_temp_dir
 from .follow import add_manual_track
 from .pipeline import RenderSettings
 from .plan import Plan, who
@@ -123,8 +123,9 @@ class ReviewSession:
         self.lock = threading.RLock()
         self.job = RenderJob()
         self._render_thread: threading.Thread | None = None
-        # Unmasked video and face crops: in a private temp folder (mode 0700), removed by close().
-        self.workdir = Path(tempfile.mkdtemp(prefix="blurface-review-"))
+        # Unmasked video: in a private temp folder (mode 0700), removed by close(), or by a
+        # later run should this one be killed.
+        self.workdir = make_temp_dir("review")
         self.proxy = self.workdir / "proxy.mp4"
         self.thumbs: dict[str, bytes] = {}
         self.groups: list[list[int]] = []

@@ -26,8 +26,12 @@ def printable(text: str) -> str:
 
 
 def one_line(message: str) -> str:
-    """A message on one line: its own line breaks become spaces, then :func:`printable`."""
-    return printable(" ".join(message.splitlines()))
+    """A message as one line with nothing a terminal acts on: its line breaks shown as ``\\n``.
+
+    Escaped, not joined with spaces: the break may be inside a file name, which must be
+    shown as it is, and never pass for a line of its own.
+    """
+    return printable(message.strip())
 
 
 def _escape(ch: str) -> str:

@@ -321,7 +321,7 @@ def test_printable_escapes_controls_and_keeps_letters() -> None:
 
     assert printable("Ünïcode clip 名前.mov") == "Ünïcode clip 名前.mov"
     assert printable("a\x1b[2Jb\x07\x7f\x9b\u202ec\u200bd\te") == "a\\x1b[2Jb\\x07\\x7f\\x9b\\u202ec\\u200bd\\te"
-    assert one_line("first\nsecond \x1b[0m") == "first second \\x1b[0m"
+    assert one_line(" first\nsecond \x1b[0m\n") == "first\\nsecond \\x1b[0m"
 
 
 @pytest.mark.parametrize(

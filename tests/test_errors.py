@@ -20,6 +20,7 @@ import os
 import re
 import subprocess
 import sys
+import zlib
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -914,3 +915,287 @@ def test_input_is_never_modified_by_a_successful_run(video_factory, tmp_path, ca
     assert code == 0
     assert snapshot(src) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.blurred.mkv", "in.mkv"]
+
+
+# --------------------------------------------------------------------------- memory bombs (issue #21)
+
+
+def black_png(width: int, height: int, *, rows: int | None = None) -> bytes:
+    """A black 8-bit grey PNG of ``width`` x ``height``, compressed row by row (30000x30000 is 4 MB).
+
+    ``rows``: compress only that many rows (a header that promises more than the data holds).
+    """
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return len(body).to_bytes(4, "big") + tag + body + zlib.crc32(tag + body).to_bytes(4, "big")
+
+    z = zlib.compressobj(1)
+    row = bytes(1 + width)
+    block = row * max(1, (1 << 22) // len(row))
+    left, data = height if rows is None else rows, []
+    while left > 0:
+        n = min(left, len(block) // len(row))
+        data.append(z.compress(block[: n * len(row)]))
+        left -= n
+    data.append(z.flush())
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"".join(data)) + chunk(b"IEND", b"")
+
+
+def ffv1_clip(path: Path, width: int, height: int, n_frames: int = 3) -> Path:
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for _ in range(n_frames):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), format="rgb24")))
+        out.mux(stream.encode())
+    return path
+
+
+def png_clip(path: Path, size: int, n_frames: int = 2) -> Path:
+    """A PNG-coded video of ``size`` x ``size`` black frames, muxed from hand-made PNG bytes (no encoder runs).
+
+    MOV, since FFmpeg's Matroska muxer refuses PNG from PyAV; the decoder is the same.
+    """
+    png = black_png(size, size)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("png", rate=1)
+        stream.width = stream.height = size
+        stream.pix_fmt = "gray"
+        for i in range(n_frames):
+            packet = av.Packet(png)
+            packet.stream, packet.pts, packet.dts, packet.is_keyframe = stream, i, i, True
+            out.mux(packet)
+    return path
+
+
+def run_measured(*argv: object) -> tuple[int, list[str], int]:
+    """``python -m blurface argv`` in a child of a fresh wrapper: exit code, stderr lines, peak RSS in bytes."""
+    measure = (
+        "import resource, subprocess, sys\n"
+        "done = subprocess.run([sys.executable, '-m', 'blurface', *sys.argv[1:]], stdout=subprocess.DEVNULL)\n"
+        "print(done.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", measure, *map(str, argv)], capture_output=True, text=True,
+                          timeout=300)
+    code, max_rss_kb = map(int, done.stdout.split())
+    return code, [line for line in done.stderr.splitlines() if line.strip()], max_rss_kb * 1024
+
+
+MEMORY_BOMBS: dict[str, tuple[Callable[[Path], Path], list[str]]] = {
+    "ffv1-32768x2": (lambda tmp: ffv1_clip(tmp / "wide.mkv", 32768, 2), ["wide.mkv", "32768x2", "8:1"]),
+    "ffv1-16384x4": (lambda tmp: ffv1_clip(tmp / "strip.mkv", 16384, 4), ["strip.mkv", "16384x4", "8:1"]),
+    "ffv1-9000x2000": (lambda tmp: ffv1_clip(tmp / "band.mkv", 9000, 2000, 1), ["band.mkv", "8192 px a side"]),
+    "png-16000x16000": (lambda tmp: png_clip(tmp / "huge.mov", 16000), ["huge.mov", "8192x8192", "too large"]),
+}
+
+
+@pytest.mark.parametrize("case", list(MEMORY_BOMBS))
+def test_absurd_frame_sizes_are_refused_in_little_memory(case, tmp_path, out_dir):
+    make, words = MEMORY_BOMBS[case]
+    src = make(tmp_path)
+    before = snapshot(src)
+    code, lines, peak = run_measured(src, "--all", "-q", "-o", out_dir / "out.mp4")
+    assert_refused(code, lines, 2, words, out_dir, before)
+    assert peak < 1024**3, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize(
+    ("size", "rows", "words"),
+    [
+        (30000, None, ["30000x30000", "megapixels", "scale it down"]),
+        (40000, 1, ["40000x40000", "megapixels"]),  # OpenCV's own limit: "unexpected error: OpenCV assertion"
+    ],
+)
+def test_huge_reference_photo_is_refused_before_decoding(size, rows, words, video_factory, tmp_path, out_dir):
+    src = video_factory("in.mp4", n_frames=4)
+    photo = _write(tmp_path / "huge.png", black_png(size, size, rows=rows))
+    before = snapshot(src, photo)
+    code, lines, peak = run_measured(src, "--target", photo, "-q", "-o", out_dir / "out.mp4")
+    assert_refused(code, lines, 2, ["huge.png", *words], out_dir, before)
+    assert peak < 1024**3, f"peak RSS {peak / 2**20:.0f} MiB"
+
+
+@pytest.mark.parametrize(("width", "height"), [(1080, 1920), (4096, 2160), (8192, 1024)])
+def test_tall_and_wide_real_frame_sizes_are_accepted(width, height, tmp_path):
+    """Vertical phone video, DCI 4K and an 8:1 panorama pass the size check (probe only: no long encode)."""
+    info = media.probe(ffv1_clip(tmp_path / "ok.mkv", width, height, 1))
+    assert (info.width, info.height) == (width, height)
+
+
+def test_detection_never_upscales_a_tiny_frame_past_512_px():
+    from blurface.pipeline import PRESETS, detection_scale
+
+    for width, height in [(32768, 2), (16, 2), (2, 2), (640, 360)]:
+        scale = detection_scale(PRESETS["balanced"], 10.0, width, height)
+        assert max(width, height) * scale <= max(512, max(width, height))
+    assert detection_scale(PRESETS["balanced"], 10.0, 16, 2) == 32  # still 64 px high where that is small
+
+
+# --------------------------------------------------------------------------- side files checked up front (issue #21)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path: Path):
+    """A read-only tmpfs: the one folder root cannot write to (permission bits do not stop root)."""
+    mount_point = tmp_path / "ro"
+    mount_point.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+@pytest.mark.parametrize("option", ["--plan", "--report"])
+@pytest.mark.parametrize("case", ["existing-file", "hard-link-to-input", "read-only-folder", "full-folder"])
+def test_side_files_are_checked_before_the_video_is_written(case, option, video_factory, tmp_path, out_dir, capsys,
+                                                            request):
+    src = video_factory("in.mp4", n_frames=4)
+    name = "side.json"
+    if case == "existing-file":
+        side = _write(tmp_path / "existing.mp4" if option == "--plan" else tmp_path / name, b"someone's file")
+        words = [side.name, "exists: use --overwrite"]
+    elif case == "hard-link-to-input":
+        side = tmp_path / ("link.json" if option == "--report" else "link.mp4")
+        os.link(src, side)
+        words = [side.name, f"{option} would replace"]
+    elif case == "read-only-folder":
+        side = request.getfixturevalue("readonly_dir") / name
+        words = [str(side.parent), "not writable"]
+    else:
+        disk = request.getfixturevalue("tiny_disk")
+        (disk / "filler2").write_bytes(b"\0" * (os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize))
+        side = disk / name
+        words = [str(disk), "is full"]
+    before = snapshot(src, side)
+    code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4", option, side)
+    assert_refused(code, lines, 2, words, out_dir, before)
+
+
+def test_verify_report_follows_the_output_rules(video_factory, tmp_path, capsys):
+    src = video_factory("in.mp4", n_frames=4)
+    photo = write_image(tmp_path / "face.png", face_photo(300))
+    report = _write(tmp_path / "old.json", "{}")
+    before = snapshot(src, photo, report)
+    code, lines = run_cli(capsys, "verify", src, "--target", photo, "--report", report, "-q")
+    assert code == 2
+    assert_one_clean_line(lines, "old.json", "exists: use --overwrite")
+    assert snapshot(src, photo, report) == before
+    code, _ = run_cli(capsys, "verify", src, "--target", photo, "--report", report, "-q", "--overwrite")
+    assert code == 0 and json.loads(report.read_text())
+
+
+def test_a_missing_photo_is_reported_before_an_existing_output(video_factory, tmp_path, out_dir, capsys):
+    src = video_factory("in.mp4", n_frames=4)
+    taken = _write(out_dir / "out.mp4", b"an earlier output")
+    code, lines = run_cli(capsys, src, "--target", tmp_path / "nope.jpg", "-q", "-o", taken)
+    assert code == 2
+    assert_one_clean_line(lines, "nope.jpg", "does not exist")
+
+
+# --------------------------------------------------------------------------- killed runs leave no unmasked copy (issue #21)
+
+
+def _killed_at(stage: str, argv: list[object], tmpdir: Path) -> int:
+    """Run ``blurface argv`` in a child that SIGKILLs itself at ``stage``, its temp folder ``tmpdir``.
+
+    ``stage`` is ``module:attribute`` of a function that runs while the unmasked copy
+    exists: the kill lands there every time, with no timing involved.
+    """
+    module, attribute = stage.split(":")
+    child = (
+        "import importlib, os, signal, sys\n"
+        "from blurface.cli import main\n"
+        f"owner = importlib.import_module({module!r})\n"
+        "owner = getattr(owner, 'ReviewSession', owner)\n"
+        f"setattr(owner, {attribute!r}, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", child, *map(str, argv)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmpdir)})
+    return done.returncode
+
+
+@pytest.mark.parametrize(
+    ("stage", "command", "copy"),
+    [
+        ("blurface.server:_make_thumbs", ["review", "--all", "-q"], "proxy.mp4"),
+        ("blurface.review:make_plan", ["--all", "-q", "--from", "0", "--to", "0.3"], "range.mkv"),
+    ],
+)
+def test_a_killed_runs_unmasked_copy_is_removed_by_the_next_run(stage, command, copy, video_factory, tmp_path):
+    src = video_factory("in.mp4", n_frames=12)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    argv = [command[0], src, *command[1:]] if command[0] == "review" else [src, *command, "-o", tmp_path / "o.mp4"]
+    assert _killed_at(stage, argv, tmpdir) == -9
+    left = list(tmpdir.glob(f"blurface-*/{copy}"))
+    assert len(left) == 1, "the killed run's copy is where a later run looks"
+    live = tmpdir / f"blurface-review-{os.getpid()}-x"  # a running process's folder is left alone
+    live.mkdir()
+    done = subprocess.run([sys.executable, "-m", "blurface", "inspect", src], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in tmpdir.glob("blurface-*")) == [live.name]
+
+
+# --------------------------------------------------------------------------- names with escape codes (issue #21)
+
+
+EVIL = "clear\x1b[2J\x1b]0;pwned\x07\nblurface: done\u202e"  # clears the screen, sets the title, fakes a line
+
+
+def test_printable_escapes_what_a_terminal_acts_on():
+    from blurface.text import printable
+
+    assert printable(EVIL) == "clear\\x1b[2J\\x1b]0;pwned\\x07\\nblurface: done\\u202e"
+    assert printable("Zoë 日本 ok.mp4") == "Zoë 日本 ok.mp4"
+    assert printable("bad\udcffname") == "bad\\udcffname"  # an undecodable byte, as os.fsdecode holds it
+
+
+def test_file_names_with_escape_codes_are_shown_escaped(video_factory, tmp_path, out_dir, capsys):
+    shown = "clear\\x1b[2J\\x1b]0;pwned\\x07\\nblurface: done\\u202e"
+    code, lines = run_cli(capsys, tmp_path / f"{EVIL}.mp4", "--all", "-q", "-o", out_dir / "out.mp4")
+    assert code == 2
+    assert_one_clean_line(lines, shown + ".mp4", "no such file")
+
+    src = video_factory("plain.mkv", n_frames=4)
+    named = src.rename(tmp_path / f"{EVIL}.mkv")
+    code = main(["inspect", str(named)])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    assert captured.out == f"{tmp_path}/{shown}.mkv: CLEAN\n"
+
+    photo = write_image(tmp_path / f"{EVIL}.png", face_photo(300))
+    code = main(["verify", str(named), "--target", str(photo), "-q"])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.err == ""
+    assert captured.out.count("\n") == 1 and captured.out.startswith(f"{tmp_path}/{shown}.mkv: CLEAN")
+
+
+def test_a_plan_that_fails_after_the_render_takes_the_video_with_it(video_factory, out_dir, capsys, monkeypatch):
+    """The disk fills up between the up-front check and the plan: no video without its plan."""
+    from blurface.plan import Plan
+    from blurface.types import InputError
+
+    def disk_full(self, path):
+        raise InputError(f"cannot write plan {str(path)!r}: No space left on device")
+
+    monkeypatch.setattr(Plan, "save", disk_full)
+    src = video_factory("in.mp4", n_frames=4)
+    before = snapshot(src)
+    code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4", "--plan", out_dir / "p.json")
+    assert_refused(code, lines, 2, ["p.json", "No space left"], out_dir, before)
+
+
+def test_library_callers_get_the_photo_size_check_too(tmp_path):
+    """batch and the library load photos without the CLI's up-front check: the header is read there as well."""
+    from blurface.gallery import person_from_photos
+    from blurface.types import GalleryError
+
+    photo = _write(tmp_path / "huge.png", black_png(40000, 40000, rows=1))
+    with pytest.raises(GalleryError, match="40000x40000 px, more than the 200 megapixels"):
+        person_from_photos(photo, engine=None)  # type: ignore[arg-type] - refused before the engine is used

@@ -486,7 +486,7 @@ def test_transcode_drops_an_attachment_mp4_cannot_hold_with_a_warning(video_fact
     src = tmp_path / "font.mkv"
     with av.open(str(plain)) as inp, av.open(str(src), "w") as out:
         video = out.add_stream_from_template(inp.streams.video[0])
-        out.add_attachment("font.ttf", "application/x-truetype-font", b"\0" * 64)
+        out.add_attachment("font.ttf", "application/x-truetype-font", b"\0\1\0\0" + b"\0" * 60)  # a TrueType head
         for packet in inp.demux(inp.streams.video[0]):
             if packet.size:
                 packet.stream = video

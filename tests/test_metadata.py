@@ -209,7 +209,7 @@ def test_data_streams_and_attachments_other_than_fonts_are_dropped(tmp_path):
     src = tmp_path / "attached.mkv"
     with av.open(str(plain)) as inp, av.open(str(src), "w") as out:
         mapping = {s.index: out.add_stream_from_template(s) for s in inp.streams}
-        out.add_attachment("DejaVuSans.ttf", "application/x-truetype-font", b"\0" * 64)
+        out.add_attachment("DejaVuSans.ttf", "application/x-truetype-font", TTF + b"\0" * 56)
         out.add_attachment("notes.txt", "text/plain", b"met J. at the station")
         out.add_attachment("cover.jpg", "image/jpeg", b"\xff\xd8 a picture of someone")
         for packet in inp.demux():
@@ -310,19 +310,26 @@ def test_summary_names_each_key_once_in_any_case():
     assert metadata.summary([]) is None
 
 
+TTF = b"\x00\x01\x00\x00\x00\x0f\x00\x80"  # the start of a TrueType file: version 1.0, 15 tables
+
+
 @pytest.mark.parametrize(
-    ("tags", "font"),
+    ("tags", "head", "font"),
     [
-        ({"filename": "a.ttf", "mimetype": "application/x-truetype-font"}, True),
-        ({"filename": "a.otf", "mimetype": "application/vnd.ms-opentype"}, True),
-        ({"filename": "A.TTF", "mimetype": "application/octet-stream"}, True),
-        ({"filename": "b.woff2", "mimetype": "font/woff2"}, True),
-        ({"filename": "cover.jpg", "mimetype": "image/jpeg"}, False),
-        ({"filename": "notes.txt", "mimetype": "text/plain"}, False),
+        ({"filename": "a.ttf", "mimetype": "application/x-truetype-font"}, TTF, True),
+        ({"filename": "a.otf", "mimetype": "application/vnd.ms-opentype"}, b"OTTO\x00\x0b", True),
+        ({"filename": "A.TTF", "mimetype": "application/octet-stream"}, TTF, True),
+        ({"filename": "b.woff2", "mimetype": "font/woff2"}, b"wOF2\x00\x01", True),
+        ({"filename": "c.ttc", "mimetype": "font/collection"}, b"ttcf\x00\x02", True),
+        ({"filename": "cover.jpg", "mimetype": "image/jpeg"}, b"\xff\xd8\xff\xe0", False),
+        ({"filename": "notes.txt", "mimetype": "text/plain"}, b"met J.", False),
+        # The label is not the content (issue #21): text named and labelled as a font is no font.
+        ({"filename": "gps.ttf", "mimetype": "application/x-truetype-font"}, b"GPS 51.5", False),
+        ({"filename": "empty.ttf", "mimetype": "font/ttf"}, b"", False),
     ],
 )
-def test_only_font_attachments_are_kept(tags, font):
-    stream = StreamTags(2, "attachment", tags)
+def test_only_font_attachments_are_kept(tags, head, font):
+    stream = StreamTags(2, "attachment", tags, head=head)
     assert metadata.keeps_stream(stream) is font
     assert metadata.kept_stream_tags(stream) == (tags if font else {})
 
@@ -341,3 +348,27 @@ def test_render_subcommand_drops_or_keeps_metadata_too(tmp_path, capsys):
     code, _, lines = run(capsys, "render", src, "--plan", plan, "-q", "--keep-metadata", "-o", tmp_path / "c.mkv")
     assert code == 0 and lines == []
     assert all_tags(tmp_path / "c.mkv")[""]["MODEL"] == "iPhone 15 Pro Max"
+
+
+def test_an_attachment_labelled_as_a_font_is_kept_only_if_it_is_one(tmp_path, capsys):
+    """Issue #21: ``gps.ttf``, labelled a TrueType font, holding text with a position and a name."""
+    plain = make_clip(tmp_path / "plain.mkv", n_frames=6)
+    src = tmp_path / "labelled.mkv"
+    secret = b"GPS 51.50735,-0.12776 filmed by Jane Roe"
+    with av.open(str(plain)) as inp, av.open(str(src), "w") as out:
+        video = out.add_stream_from_template(inp.streams.video[0])
+        out.add_attachment("gps.ttf", "application/x-truetype-font", secret)
+        out.add_attachment("DejaVuSans.ttf", "application/x-truetype-font", TTF + b"\0" * 56)
+        for packet in inp.demux(inp.streams.video[0]):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+    code, out, _ = run(capsys, "inspect", src)
+    assert code == 1 and "attachment stream #1" in out and "attachment stream #2" not in out
+    dst = tmp_path / "out.mkv"
+    code, _, lines = run(capsys, src, "--all", "-q", "-o", dst)
+    assert code == 0 and lines == ["blurface: warning: dropped attachment stream #1; --keep-metadata keeps them"]
+    assert b"Jane Roe" not in dst.read_bytes() and b"51.507" not in dst.read_bytes()
+    with av.open(str(dst)) as container:
+        kept = [(s.metadata.get("filename"), bytes(s.data[:4])) for s in container.streams if s.type == "attachment"]
+    assert kept == [("DejaVuSans.ttf", TTF[:4])]

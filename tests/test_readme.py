@@ -124,6 +124,9 @@ def test_readme_shell_example_runs(block: str, stage: Path, tmp_path: Path) -> N
         # Lines of one block are alternatives: a later one may write the same -o file.
         if "-o" in argv and argv[1] != "batch" and (work / argv[argv.index("-o") + 1]).is_file():
             (work / argv[argv.index("-o") + 1]).unlink()
+        # A plan the line writes (not one it reads) is an output too, refused if it exists (issue #21).
+        if "--plan" in argv and argv[1] not in ("render", "preview", "review", "people"):
+            (work / argv[argv.index("--plan") + 1]).unlink(missing_ok=True)
         done = run_process(blurface_cmd(*argv[1:]), work)
         assert done.returncode == 0, f"{command}: exit {done.returncode}\n{done.stderr[-3000:]}"
         assert_clean_stderr(done, command)

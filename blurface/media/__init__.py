@@ -7,7 +7,7 @@ This package is the only place that imports :mod:`av`. Its modules follow the st
 * ``decode``: :func:`iter_frames` decodes the first video stream into BGR (or RGB) arrays
   in display orientation, optionally downscaled by swscale for analysis;
   :func:`frame_times` and :func:`frame_at` read timestamps and single frames.
-* ``outputs``: :class:`EncodeSettings`, :func:`check_output`, :func:`default_output_path`
+* ``outputs``: :class:`EncodeSettings`, :func:`check_output`, :func:`check_side_output`, :func:`default_output_path`
   and :func:`cleanup_stale_temps`: output paths and temporary files.
 * ``tags``: :func:`read_tags` and the metadata :mod:`blurface.metadata` lets through.
 * ``remux``: every stream other than the video, copied or converted.
@@ -33,7 +33,14 @@ from .decode import frame_at, frame_times, iter_frames
 from .encode import _encode as _encode
 from .encode import transcode
 from .native import FrameMasks, output_format, source_format
-from .outputs import OUTPUT_FORMATS, EncodeSettings, check_output, cleanup_stale_temps, default_output_path
+from .outputs import (
+    OUTPUT_FORMATS,
+    EncodeSettings,
+    check_output,
+    check_side_output,
+    cleanup_stale_temps,
+    default_output_path,
+)
 from .planes import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
 from .planes import _pix_info as _pix_info
 from .planes import _samples as _samples
@@ -51,6 +58,7 @@ __all__ = [
     "FrameMasks",
     "NotVideoError",
     "check_output",
+    "check_side_output",
     "cleanup_stale_temps",
     "copy_video_range",
     "default_output_path",

@@ -9,10 +9,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import formats
+from ..files import pid_alive as _pid_alive
 from ..types import OutputError
 
 log = logging.getLogger(__name__)
@@ -94,16 +96,6 @@ def _temp_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.blurface-tmp-{os.getpid()}{dst.suffix}")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        return True
-    return True
-
-
 def cleanup_stale_temps(dst: str | os.PathLike) -> list[str]:
     """Delete temporary files left next to ``dst`` by runs that were killed (SIGKILL, power loss).
 
@@ -172,6 +164,64 @@ def _check_output(src: Path, dst: Path, overwrite: bool) -> str:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"{parent}: output folder is not writable: choose another folder")
     return fmt
+
+
+# A side file's folder with less free space than this is refused up front: a plan or
+# report of a short clip takes a few kB, and the video must not be written first only
+# for its plan to fail on a full disk.
+MIN_SIDE_FILE_SPACE = 64 * 1024
+
+
+def check_side_output(
+    path: str | os.PathLike,
+    option: str,
+    *,
+    inputs: Sequence[str | os.PathLike] = (),
+    outputs: Sequence[str | os.PathLike] = (),
+    overwrite: bool = False,
+) -> None:
+    """Refuse a side file (plan, report, matte, contact sheet, gallery) before any work.
+
+    The rules of :func:`check_output` for the video, for a file of any extension:
+    ``path`` must not be a directory, an input or another output of the same command
+    (a hard or symbolic link to one counts), nor exist unless ``overwrite``; its folder
+    must exist, be writable and have at least :data:`MIN_SIDE_FILE_SPACE` free.
+
+    Raises:
+        OutputError: naming the path, ``option`` and the fix.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p}: {option} is a directory: give a file path such as {p / ('x' + p.suffix)}")
+    for other in [*inputs, *outputs]:
+        if _same_file(p, Path(other)):
+            raise OutputError(f"{p}: {option} would replace {other}: choose another path for it")
+    if p.exists() and not overwrite:
+        raise OutputError(f"{p} exists: use --overwrite to replace it")
+    parent = p.parent
+    if parent.exists() and not parent.is_dir():
+        raise OutputError(f"{parent}: is a file, not a folder: {option} {p.name} cannot be written inside it")
+    if not parent.is_dir():
+        raise OutputError(f"{parent}: the folder for {option} does not exist: create it first")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"{parent}: the folder for {option} is not writable: choose another folder")
+    try:
+        stat = os.statvfs(parent)
+    except OSError:
+        return
+    free = stat.f_bavail * stat.f_frsize
+    if free < MIN_SIDE_FILE_SPACE:
+        raise OutputError(
+            f"{parent}: the folder for {option} is full ({free // 1024} kB free): free some space or choose another folder"
+        )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file: the same path, or links (hard or symbolic) to one."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet)
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -7,6 +7,7 @@ other modules of :mod:`blurface.media`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -27,6 +28,15 @@ log = logging.getLogger(__name__)
 
 # Demuxers that read one picture file; FFmpeg presents each as a one-frame "video".
 _IMAGE_DEMUXERS = ("image2", "image2pipe")
+
+# The largest frames blurface accepts, checked from the stream header before any frame is
+# decoded: a file of a few KB can declare a 32768x2 or 16000x16000 picture, and each step
+# after the decoder (conversion, the detector's scaled copy, the encoder) allocates
+# its own frame-sized buffers. 8192 px a side holds DCI 8K (8192x4320), UHD 8K
+# (7680x4320) and 8K stereo 360 (8192x8192), in either orientation; 8:1 between the
+# sides holds vertical phone video (9:16), 32:9 and 360 panoramas (2:1).
+MAX_SIDE = 8192
+MAX_ASPECT = 8
 
 
 class NotVideoError(MediaError):
@@ -91,7 +101,8 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         NotVideoError: (a :class:`MediaError`) a readable file with no video stream
             (e.g. audio only), or a still image.
         MediaError: missing file, a directory, an empty file, not a media file,
-            or no decodable frame.
+            no decodable frame, or
+            frames larger than :data:`MAX_SIDE` or narrower than :data:`MAX_ASPECT`.
     """
     p = _check_readable(path)
     container = _open_input(p)
@@ -103,8 +114,11 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             kinds = sorted({s.type for s in container.streams})
             if not kinds:
                 raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
-            raise NotVideoError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
+            raise MediaError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
+        check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
+        _limit_decoder(stream)
         first = _first_frame(container, stream, p)
+        check_frame_size(first.width, first.height, p)  # a header without a size (0x0), or one that lied
         rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
         if rotation not in (0, 90, 180, 270):
             log.warning("%s: rotation of %d degrees is not a multiple of 90; ignoring it", p, rotation)
@@ -147,6 +161,35 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
+def check_frame_size(width: int, height: int, p: str | os.PathLike) -> None:
+    """Refuse a frame size beyond :data:`MAX_SIDE` or :data:`MAX_ASPECT` (0 means not known yet: passes).
+
+    Raises:
+        MediaError: naming the size and the limits.
+    """
+    if width <= 0 or height <= 0:
+        return
+    if max(width, height) > MAX_ASPECT * min(width, height):
+        raise MediaError(
+            f"{p}: frames of {width}x{height} px are too narrow for a video (at most {MAX_ASPECT}:1 between the "
+            "sides): the file is damaged or not footage"
+        )
+    if max(width, height) > MAX_SIDE:
+        raise MediaError(
+            f"{p}: frames of {width}x{height} px are larger than blurface handles "
+            f"(at most {MAX_SIDE} px a side): scale the video down first"
+        )
+
+
+# FFmpeg's own cap on the pixels of a decoded picture (its default is 2^31).
+_DECODER_LIMIT = {"max_pixels": str(MAX_SIDE * MAX_SIDE)}
+
+
+def _limit_decoder(stream: av.VideoStream) -> None:
+    """Make FFmpeg itself refuse frames over the limit, should a stream's pictures outgrow its header."""
+    stream.codec_context.options = {**stream.codec_context.options, **_DECODER_LIMIT}
+
+
 def _field_order(ctx: av.codec.context.CodecContext, first: av.VideoFrame) -> str:
     """The stream's field order once a frame is decoded (MPEG-2 and H.264 set it then)."""
     order = formats.FIELD_ORDERS.get(int(ctx.field_order or 0), "unknown")
@@ -174,7 +217,9 @@ def _check_readable(path: str | os.PathLike) -> Path:
 def _open_input(p: Path) -> av.container.InputContainer:
     try:
         # Tags are not always UTF-8 (or are damaged): replace bad bytes rather than fail.
-        return av.open(str(p), "r", metadata_errors="replace")
+        # ``options`` also go to the decoders FFmpeg opens to find the streams' parameters,
+        # which decode a first frame: capped, a 16000x16000 PNG stream costs nothing there.
+        return av.open(str(p), "r", metadata_errors="replace", options=_DECODER_LIMIT)
     except av.error.FFmpegError as e:
         if isinstance(e, av.error.EOFError):
             raise MediaError(f"{p}: ends too early (FFmpeg: end of file): the file is truncated or damaged") from e
@@ -210,16 +255,25 @@ def _video_input(p: Path) -> Iterator[tuple[av.container.InputContainer, av.Vide
         stream = _video_stream(container)
         if stream is None:
             raise MediaError(f"{p}: has no video stream")
+        check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
+        _limit_decoder(stream)
         yield container, stream
     finally:
         container.close()
 
 
 def _first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
+    # FFmpeg forgets a header size over ``max_pixels`` (it sets 0x0), then refuses the frame.
+    size_known = stream.codec_context.width > 0 and stream.codec_context.height > 0
     try:
         for frame in container.decode(stream):
             return frame
     except av.error.FFmpegError as e:
+        if not size_known and e.errno == errno.EINVAL:
+            raise MediaError(
+                f"{p}: its first video frame cannot be decoded within blurface's limit of {MAX_SIDE}x{MAX_SIDE} px: "
+                "the frames are too large, or the file is damaged"
+            ) from e
         raise MediaError(f"{p}: its first video frame cannot be decoded ({e}): the file is damaged") from e
     raise MediaError(f"{p}: its video stream holds no decodable frame: the file is damaged or truncated")
 

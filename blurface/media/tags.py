@@ -74,7 +74,18 @@ def _stream_tags(stream: av.stream.Stream, has_chapters: bool) -> metadata.Strea
         tags=dict(stream.metadata),
         cover=kind == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic),
         chapter_track=has_chapters and _is_chapter_track(stream),
+        head=_attachment_head(stream),
     )
+
+
+def _attachment_head(stream: av.stream.Stream) -> bytes:
+    """An attachment's first bytes (the demuxer holds its whole content already)."""
+    if stream.type != "attachment":
+        return b""
+    try:
+        return bytes(stream.data[:8])
+    except (AttributeError, TypeError):  # no content
+        return b""
 
 
 def _is_chapter_track(stream: av.stream.Stream) -> bool:
