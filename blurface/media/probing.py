@@ -114,7 +114,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             kinds = sorted({s.type for s in container.streams})
             if not kinds:
                 raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
-            raise MediaError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
+            raise NotVideoError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
         check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
         _limit_decoder(stream)
         first = _first_frame(container, stream, p)
