@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -128,6 +128,50 @@ def _background(width: int, height: int) -> np.ndarray:
     return np.clip(x + y * np.float32([0.9, 0.6, 0.3]) + texture, 0, 255).astype(np.uint8)
 
 
+def paste_head(
+    image: np.ndarray, head: Head, cx: float, cy: float, face_px: float, *,
+    alpha: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None, hidden: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend ``head`` into float32 ``image`` with its face ``face_px`` wide, centred at ``(cx, cy)``.
+
+    ``alpha(face box in the scaled crop, (h, w))``: the blend mask; default the head's own soft ellipse.
+    ``hidden``: the head turned away (a smooth blob, as the back of a head is to a detector).
+    Returns the face box in the image, and where the head covers it (alpha > 0.5). The
+    pasted crop is clipped to the frame.
+    """
+    height, width = image.shape[:2]
+    scale = face_px / float(head.face[2] - head.face[0])
+    crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    if hidden:
+        crop = cv2.GaussianBlur(cv2.flip(crop, 1), (0, 0), face_px / 4) // 2
+    face = head.face * scale
+    blend = (cv2.resize(head.alpha, (crop.shape[1], crop.shape[0])) if alpha is None
+             else alpha(face, crop.shape[:2])).reshape(crop.shape[0], crop.shape[1], 1)
+    x1 = int(round(cx - (face[0] + face[2]) / 2))
+    y1 = int(round(cy - (face[1] + face[3]) / 2))
+    fx1, fy1 = max(0, x1), max(0, y1)
+    fx2, fy2 = min(width, x1 + crop.shape[1]), min(height, y1 + crop.shape[0])
+    a = blend[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
+    c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
+    image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
+    cover = np.zeros((height, width), bool)
+    cover[fy1:fy2, fx1:fx2] = a[:, :, 0] > 0.5
+    return face + np.array([x1, y1, x1, y1], np.float32), cover
+
+
+def write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float, hz: float) -> None:
+    """Mux ``seconds`` of a mono 48 kHz sine at ``hz`` into ``stream`` from time 0, and flush it."""
+    total = math.ceil(seconds * 48000)
+    for s in range(0, total, 1024):
+        ts = np.arange(s, min(total, s + 1024)) / 48000
+        a = av.AudioFrame.from_ndarray(
+            (0.3 * np.sin(2 * np.pi * hz * ts)).astype(np.float32)[None], format="fltp", layout="mono"
+        )
+        a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
+        out.mux(stream.encode(a))
+    out.mux(stream.encode())
+
+
 def make_people_clip(
     path: Path,
     heads: dict[str, Head],
@@ -162,23 +206,10 @@ def make_people_clip(
             image = bg.astype(np.float32)
             faces = []
             for k, name in enumerate(names):
-                head = heads[name]
-                scale = face_px * (1 + 0.15 * t) / float(head.face[2] - head.face[0])
-                crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                alpha = cv2.resize(head.alpha, (crop.shape[1], crop.shape[0]))[:, :, None]
-                face = head.face * scale
                 # Face centre: its column's middle, drifting 12 px sideways and bobbing a little.
                 cx = column * (k + 0.5) + (12 * t - 6) * (1 if k % 2 else -1)
                 cy = height * 0.45 + 6 * math.sin(4 * t + k)
-                x1 = int(round(cx - (face[0] + face[2]) / 2))
-                y1 = int(round(cy - (face[1] + face[3]) / 2))
-                # Clip the pasted crop to the frame (the face itself always stays inside).
-                fx1, fy1 = max(0, x1), max(0, y1)
-                fx2, fy2 = min(width, x1 + crop.shape[1]), min(height, y1 + crop.shape[0])
-                a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
-                c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
-                image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
-                box = face + np.array([x1, y1, x1, y1], np.float32)
+                box, _ = paste_head(image, heads[name], cx, cy, face_px * (1 + 0.15 * t))
                 assert box[0] >= 0 and box[1] >= 0 and box[2] <= width and box[3] <= height, (name, box)
                 faces.append({"box": [float(v) for v in box], "who": name})
             truth.append(faces)
@@ -187,15 +218,7 @@ def make_people_clip(
             frame.time_base = tb
             out.mux(video.encode(frame))
         out.mux(video.encode())
-        total = math.ceil((video_start + n_frames / fps) * 48000)
-        for s in range(0, total, 1024):
-            ts = np.arange(s, min(total, s + 1024)) / 48000
-            a = av.AudioFrame.from_ndarray(
-                (0.3 * np.sin(2 * np.pi * 523 * ts)).astype(np.float32)[None], format="fltp", layout="mono"
-            )
-            a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
-            out.mux(astream.encode(a))
-        out.mux(astream.encode())
+        write_tone(out, astream, float(video_start + n_frames / fps), 523)
     return PeopleClip(path, truth, names)
 
 
@@ -225,25 +248,6 @@ def make_crossing_clip(
     tb = Fraction(1, 90000)
     truth: list[list[dict]] = []
 
-    def paste(image: np.ndarray, head: Head, cx: float, cy: float, *, hidden: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Draw ``head``; its face box, and where its head covers the picture (alpha > 0.5)."""
-        scale = face_px / float(head.face[2] - head.face[0])
-        crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        if hidden:
-            crop = cv2.GaussianBlur(cv2.flip(crop, 1), (0, 0), face_px / 4) // 2
-        alpha = cv2.resize(head.alpha, (crop.shape[1], crop.shape[0]))[:, :, None]
-        face = head.face * scale
-        x1 = int(round(cx - (face[0] + face[2]) / 2))
-        y1 = int(round(cy - (face[1] + face[3]) / 2))
-        fx1, fy1 = max(0, x1), max(0, y1)
-        fx2, fy2 = min(width, x1 + crop.shape[1]), min(height, y1 + crop.shape[0])
-        a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
-        c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
-        image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
-        cover = np.zeros((height, width), bool)
-        cover[fy1:fy2, fx1:fx2] = a[:, :, 0] > 0.5
-        return face + np.array([x1, y1, x1, y1], np.float32), cover
-
     with av.open(str(path), "w") as out:
         video = out.add_stream("libx264", rate=fps)
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
@@ -253,10 +257,10 @@ def make_crossing_clip(
         for i in range(n_frames):
             image = bg.astype(np.float32)
             hidden = away[0] <= i < away[1]
-            tbox, _ = paste(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, hidden=hidden)
+            tbox, _ = paste_head(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, face_px, hidden=hidden)
             # The passer crosses from the left edge to the right one, a little lower (in front).
             px = face_px * 0.75 + (width - 1.5 * face_px) * i / (n_frames - 1)
-            pbox, cover = paste(image, passer, px, height * 0.45 + face_px * 0.1)
+            pbox, cover = paste_head(image, passer, px, height * 0.45 + face_px * 0.1, face_px)
             faces = [{"box": [float(v) for v in pbox], "who": passer.name}]
             # The target's columns left visible at her eyes' height: the longer run of them.
             row = cover[int(tbox[1] + 0.4 * (tbox[3] - tbox[1]))]
@@ -276,13 +280,5 @@ def make_crossing_clip(
             frame.time_base = tb
             out.mux(video.encode(frame))
         out.mux(video.encode())
-        total = math.ceil(n_frames / fps * 48000)
-        for s in range(0, total, 1024):
-            ts = np.arange(s, min(total, s + 1024)) / 48000
-            a = av.AudioFrame.from_ndarray(
-                (0.3 * np.sin(2 * np.pi * 440 * ts)).astype(np.float32)[None], format="fltp", layout="mono"
-            )
-            a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
-            out.mux(astream.encode(a))
-        out.mux(astream.encode())
+        write_tone(out, astream, float(n_frames / fps), 440)
     return PeopleClip(path, truth, [target.name, passer.name])

@@ -16,7 +16,6 @@ its hand-checked ``hamilton_truth.json``; each mode runs once per module.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -26,6 +25,7 @@ import cv2
 import numpy as np
 import pytest
 from conftest import decoded_images, level_of, packet_bytes, video_pts_seconds
+from people import write_tone
 from skimage import data
 
 from blurface.plan import DEFAULT_TOLERANCE
@@ -118,15 +118,7 @@ def make_face_clip(
             out.mux(video.encode(frame))
         out.mux(video.encode())
         if astream is not None:
-            total = math.ceil((video_start + n_frames / fps) * 48000)
-            for s in range(0, total, 1024):
-                ts = np.arange(s, min(total, s + 1024)) / 48000
-                a = av.AudioFrame.from_ndarray(
-                    (0.3 * np.sin(2 * np.pi * 440 * ts)).astype(np.float32)[None], format="fltp", layout="mono"
-                )
-                a.sample_rate, a.pts, a.time_base = 48000, s, Fraction(1, 48000)
-                out.mux(astream.encode(a))
-            out.mux(astream.encode())
+            write_tone(out, astream, float(video_start + n_frames / fps), 440)
     return FaceClip(path, boxes, fps, video_start)
 
 

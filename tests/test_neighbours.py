@@ -21,7 +21,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from people import PeopleClip, _background, package_heads
+from people import PeopleClip, _background, package_heads, paste_head
 
 from blurface import evaluate, mask
 from blurface.cli import main
@@ -57,21 +57,10 @@ def make_neighbours_clip(path: Path) -> PeopleClip:
             image = bg.astype(np.float32)
             faces = []
             for name in ("astronaut", "hopper"):
-                head = heads[name]
-                scale = FACE_PX / float(head.face[2] - head.face[0])
-                crop = cv2.resize(head.crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-                face = head.face * scale
-                alpha = _tight_alpha(face, crop.shape[:2])
                 cx, cy = CENTRES[name]
-                cx, cy = cx + 4 * math.sin(i / 3), cy + 2 * math.cos(i / 4)
-                x1 = int(round(cx - (face[0] + face[2]) / 2))
-                y1 = int(round(cy - (face[1] + face[3]) / 2))
-                fx1, fy1 = max(0, x1), max(0, y1)
-                fx2, fy2 = min(W, x1 + crop.shape[1]), min(H, y1 + crop.shape[0])
-                a = alpha[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1]
-                c = crop[fy1 - y1 : fy2 - y1, fx1 - x1 : fx2 - x1].astype(np.float32)
-                image[fy1:fy2, fx1:fx2] = image[fy1:fy2, fx1:fx2] * (1 - a) + c * a
-                faces.append({"box": [float(v) for v in face + np.array([x1, y1, x1, y1], np.float32)], "who": name})
+                box, _ = paste_head(image, heads[name], cx + 4 * math.sin(i / 3), cy + 2 * math.cos(i / 4), FACE_PX,
+                                    alpha=_tight_alpha)
+                faces.append({"box": [float(v) for v in box], "who": name})
             truth.append(faces)
             out.mux(video.encode(av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")))
         out.mux(video.encode())
