@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -431,18 +432,32 @@ def test_a_worker_killed_mid_file_is_retried(four_clips, tmp_path) -> None:
     assert_masked(clips, out, tuple(clips))
 
 
+
+class _FakePool:
+    """A one-slot pool for tests: subclasses say what ``submit`` gives back and whether a failure lost the job."""
+
+    capacity = 1
+
+    def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
+        pass
+
+    def wait(self, futures):  # noqa: ANN001, ANN202
+        return set(futures)
+
+    def retries(self, future: Future) -> int:
+        return 0
+
+    def close(self, *, cancel: bool = False) -> None:
+        pass
+
+
 def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monkeypatch) -> None:
     """The retry rule on its own: a pool whose every worker dies (as if the file killed it)."""
-    from concurrent.futures import Future
     from concurrent.futures.process import BrokenProcessPool
 
     submitted: list[str] = []
 
-    class DyingPool:
-        capacity = 1
-
-        def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
-            pass
+    class DyingPool(_FakePool):
 
         def submit(self, job: batch.Job) -> Future:
             submitted.append(job.rel)
@@ -450,17 +465,8 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
             future.set_exception(BrokenProcessPool("a child process terminated abruptly"))
             return future
 
-        def wait(self, futures):  # noqa: ANN001, ANN202
-            return set(futures)
-
-        def retries(self, future: Future) -> int:
-            return 0
-
         def lost(self, future: Future, error: BaseException) -> bool:
             return True
-
-        def close(self, *, cancel: bool = False) -> None:
-            pass
 
     monkeypatch.setattr(batch, "LocalPool", DyingPool)
     arch = tmp_path / "archive"
@@ -502,13 +508,8 @@ def test_dask_local_cluster_with_relative_paths(archive, tmp_path, monkeypatch) 
 
 def test_a_worker_that_cannot_see_a_file_says_so(archive, tmp_path, monkeypatch) -> None:
     """A worker without the shared storage: the file is there for the client, not for it."""
-    from concurrent.futures import Future
 
-    class BlindPool:
-        capacity = 1
-
-        def __init__(self, jobs: int, work: batch.WorkSettings) -> None:
-            pass
+    class BlindPool(_FakePool):
 
         def submit(self, job: batch.Job) -> Future:
             assert os.path.isabs(job.src) and os.path.isabs(job.staged)  # resolved by the client
@@ -522,17 +523,8 @@ def test_a_worker_that_cannot_see_a_file_says_so(archive, tmp_path, monkeypatch)
             future.set_result(outcome)
             return future
 
-        def wait(self, futures):  # noqa: ANN001, ANN202
-            return set(futures)
-
-        def retries(self, future: Future) -> int:
-            return 0
-
         def lost(self, future: Future, error: BaseException) -> bool:
             return False
-
-        def close(self, *, cancel: bool = False) -> None:
-            pass
 
     monkeypatch.setattr(batch, "LocalPool", BlindPool)
     arch = tmp_path / "archive"
