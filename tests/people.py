@@ -232,6 +232,8 @@ def make_crossing_clip(
     height: int = 360,
     face_px: float = 80.0,
     away: tuple[int, int] = (15, 35),
+    stays: int | None = None,
+    passer_scale: float = 1.0,
     fps: Fraction = Fraction(30000, 1001),
 ) -> PeopleClip:
     """``target`` stands in the middle and turns away and back; ``passer`` walks across in front of her.
@@ -242,7 +244,9 @@ def make_crossing_clip(
     and a half around the middle frame. The target's truth is the part of her face box
     the passer's head leaves visible (at her eyes' height), listed where that is at
     least half of it: pixels of the passer's face in front of her are his, not hers.
-    H.264 + AAC, like :func:`make_people_clip`.
+    ``stays``: instead of crossing, the passer steps in right in front of her at this frame
+    and stays to the end (nearer the camera with ``passer_scale`` > 1: a bigger, sharper
+    face), so her track may slide onto his face for good. H.264 + AAC, like :func:`make_people_clip`.
     """
     bg = _background(width, height)
     tb = Fraction(1, 90000)
@@ -259,9 +263,12 @@ def make_crossing_clip(
             hidden = away[0] <= i < away[1]
             tbox, _ = paste_head(image, target, width / 2 + 4 * math.sin(i / 9), height * 0.45, face_px, hidden=hidden)
             # The passer crosses from the left edge to the right one, a little lower (in front).
-            px = face_px * 0.75 + (width - 1.5 * face_px) * i / (n_frames - 1)
-            pbox, cover = paste_head(image, passer, px, height * 0.45 + face_px * 0.1, face_px)
-            faces = [{"box": [float(v) for v in pbox], "who": passer.name}]
+            if stays is None:
+                px = face_px * 0.75 + (width - 1.5 * face_px) * i / (n_frames - 1)
+            else:  # he steps in from beside the camera, right in front of her, and stays
+                px = width / 2 + face_px * 0.15 if i >= stays else -10.0 * width
+            pbox, cover = paste_head(image, passer, px, height * 0.45 + face_px * 0.1, face_px * passer_scale)
+            faces = [{"box": [float(v) for v in pbox], "who": passer.name}] if cover.any() else []
             # The target's columns left visible at her eyes' height: the longer run of them.
             row = cover[int(tbox[1] + 0.4 * (tbox[3] - tbox[1]))]
             x1, x2 = int(math.floor(tbox[0])), int(math.ceil(tbox[2]))
