@@ -385,6 +385,8 @@ class Plan:
                         "box": [round(float(v), 1) for v in t.xyxy[row]],
                         "track": t.id,
                         "masked": t.masked,
+                        # What to call the face: only a matched one is named (see who()).
+                        "who": who(t)[0],
                         "identity": t.identity,
                         "distance": t.distance,
                         "source": SOURCE_NAMES[int(t.source[row])],
@@ -407,6 +409,7 @@ class Plan:
                     "first": t.first,
                     "last": t.last,
                     "detected_frames": t.detected_count,
+                    "who": who(t)[0],
                     "identity": t.identity,
                     "distance": t.distance,
                     "decision": t.decision,

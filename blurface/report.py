@@ -20,7 +20,7 @@ import numpy as np
 from . import __version__
 from .files import write_atomically
 from .faces import model_files
-from .plan import Plan
+from .plan import Plan, who
 from .types import OutputError, ProcessingError, Track
 
 REPORT_FORMAT = "blurface-report"
@@ -123,6 +123,8 @@ class AuditReport:
             override = t.masked != expected_masked(t, plan) or "override" in t.reason.lower()
             entry = {
                 "id": t.id,
+                # Only a matched face is named; "identity" is the nearest reference, for the record.
+                "who": who(t)[0],
                 "identity": t.identity,
                 "distance": t.distance,
                 "decision": t.decision,
@@ -203,7 +205,7 @@ def to_html(data: dict) -> str:
     def runs(r: list[list[int]]) -> str:
         return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in r) or "none"
 
-    tracks = [[t["id"], t["identity"], t["distance"], t["decision"], "yes" if t["masked"] else "no",
+    tracks = [[t["id"], t["who"], t["identity"], t["distance"], t["decision"], "yes" if t["masked"] else "no",
                "yes" if t["reviewer_override"] else "", f"{t['time_range'][0]:.3f}-{t['time_range'][1]:.3f} s",
                runs(t["masked_frames"]), t["reason"]] for t in data["tracks"]]
     parts = [
@@ -224,7 +226,7 @@ def to_html(data: dict) -> str:
         table([[m["role"], m["file"], m["sha256"]] for m in data["models"]], ["role", "file", "SHA-256"]),
         f"<p>Software: {e(', '.join(f'{k} {v}' for k, v in data['software'].items()))}</p>",
         "<h2>Tracks</h2>",
-        table(tracks, ["id", "identity", "distance", "decision", "masked", "override", "time", "masked frames", "reason"]),
+        table(tracks, ["id", "who", "nearest reference", "distance", "decision", "masked", "override", "time", "masked frames", "reason"]),
         f"<h2>Reviewer overrides</h2><p>{len(data['reviewer_overrides'])} track(s) changed by a reviewer.</p>",
         "<h2>Settings</h2>",
         f"<pre>{e(json.dumps(data['settings'], indent=1))}</pre>",
