@@ -181,10 +181,24 @@ def test_batch_quiet_prints_no_summary_as_the_main_command(tmp_path: Path, capsy
 # --------------------------------------------------------------------------- the README's audit example
 
 
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``(language, body)`` of every fenced block, fences paired in order (a closing fence opens nothing)."""
+    blocks, language, body = [], None, []
+    for line in text.splitlines():
+        if line.startswith("```"):
+            if language is None:
+                language, body = line[3:].strip(), []
+            else:
+                blocks.append((language, "\n".join(body) + "\n"))
+                language = None
+        elif language is not None:
+            body.append(line)
+    return blocks
+
+
 def _audit_example() -> str:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"^```\n(.*?)^```", readme, flags=re.S | re.M)
-    return next(b for b in blocks if "$ sha256sum" in b)
+    return next(b for lang, b in _fenced_blocks(readme) if lang == "" and "$ sha256sum" in b)
 
 
 def test_readme_audit_example_is_what_the_sample_gives(tmp_path: Path) -> None:
@@ -222,8 +236,9 @@ def test_readme_audit_example_is_what_the_sample_gives(tmp_path: Path) -> None:
         assert printed == expected, f"README shows {expected}, the command printed {printed}"
     # The audit.json excerpt after the block: its hash, distance and reason are the run's.
     audit = json.loads((work / "audit.json").read_text())
-    after = readme[readme.index(example) + len(example):]
-    excerpt = re.search(r"```json\n(.*?)```", after, flags=re.S).group(1)
+    blocks = _fenced_blocks(readme)
+    at = next(i for i, (_, b) in enumerate(blocks) if b == example)
+    excerpt = next(b for lang, b in blocks[at + 1:] if lang == "json")
     track = audit["tracks"][0]
     assert f'"sha256": "{audit["output"]["sha256"]}"' in excerpt
     assert audit["output"]["sha256"] == shown[audit["output"]["path"]]
