@@ -249,7 +249,8 @@ def _preview_parser() -> argparse.ArgumentParser:
     who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ")
     who.add_argument("--all", action="store_true")
     who.add_argument("--plan", metavar="JSON", help="a saved plan: show exactly what it masks, without detecting")
-    p.add_argument("-o", "--output", required=True, help="preview file to write (.mp4, .mov, .mkv)")
+    p.add_argument("-o", "--output", help="preview file to write (.mp4, .mov, .mkv; default: VIDEO.preview.mp4 "
+                   "beside the input)")
     p.add_argument("--overwrite", action="store_true")
     _add_range(p)
     p.add_argument("--overlay", action="store_true",
@@ -271,12 +272,17 @@ def _preview_parser() -> argparse.ArgumentParser:
 
 
 class _Bars:
-    """One tqdm bar per stage, on stderr."""
+    """One tqdm bar per stage, on stderr: ``total`` steps each, unless ``expect`` gave a stage its own."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.total = total
         self.enabled = enabled
         self.bars: dict[str, tqdm] = {}
+        self.totals: dict[str, int] = {}
+
+    def expect(self, stage: str, total: int) -> None:
+        """``stage`` will take ``total`` steps (a range's frames, the side files): its bar shows a total and ETA."""
+        self.totals[stage] = total
 
     def __call__(self, stage: str, n: int) -> None:
         if not self.enabled:
@@ -285,7 +291,8 @@ class _Bars:
         if bar is None:
             for other in self.bars.values():
                 other.close()
-            bar = self.bars[stage] = tqdm(total=self.total or None, desc=stage, unit="frame", file=sys.stderr, leave=True)
+            bar = self.bars[stage] = tqdm(total=self.totals.get(stage, self.total) or None, desc=stage,
+                                          unit="file" if stage == "side files" else "frame", file=sys.stderr, leave=True)
         bar.update(n)
 
     def close(self) -> None:
@@ -414,7 +421,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
         _check_side_file(args.plan, "--plan", args, outputs=[out])
     if _wants_editor_outputs(args):
         media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
-        return _run_for_editors(args, out, render_settings, plan_in=None)
+        return _run_for_editors(args, out, render_settings, plan_in=None, frames=info.frame_count)
     bars = _Bars(info.frame_count, enabled=not args.quiet)
     try:
         result = blur_video(
@@ -548,7 +555,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
     if _wants_editor_outputs(args):
-        return _run_for_editors(args, out, settings, plan_in=plan)
+        return _run_for_editors(args, out, settings, plan_in=plan, frames=plan.frame_count)
     bars = _Bars(plan.frame_count, enabled=not args.quiet)
     try:
         result = render(plan, out, settings=settings, src=args.video, overwrite=args.overwrite,
@@ -598,11 +605,17 @@ def _cmd_preview(args: argparse.Namespace) -> int:
     encode = dataclasses.replace(PREVIEW_ENCODE, keep_metadata=settings.encode.keep_metadata)
     settings = type(settings)(effect=settings.effect, shape=settings.shape, pad=settings.pad, encode=encode)
     plan = Plan.load(args.plan) if args.plan else None
-    media.probe(args.video)
+    info = media.probe(args.video)
     _check_references(args)
-    out = Path(args.output)
+    out = Path(args.output) if args.output else preview_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
-    return _run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height)
+    return _run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height, frames=info.frame_count)
+
+
+def preview_output_path(video: str | os.PathLike) -> Path:
+    """``talk.mp4`` -> ``talk.preview.mp4`` beside it: a proxy is H.264 in MP4 whatever the input."""
+    path = Path(video)
+    return path.with_name(path.stem + ".preview.mp4")
 
 
 def _wants_editor_outputs(args: argparse.Namespace) -> bool:
@@ -610,7 +623,8 @@ def _wants_editor_outputs(args: argparse.Namespace) -> bool:
 
 
 def _run_for_editors(
-    args: argparse.Namespace, out: Path, render_settings, *, plan_in, preview_height: int | None = None  # noqa: ANN001
+    args: argparse.Namespace, out: Path, render_settings, *, plan_in, frames: int,  # noqa: ANN001
+    preview_height: int | None = None,
 ) -> int:
     """Excerpts, previews, mattes, contact sheets and reports: the work is in :mod:`blurface.review`."""
     from . import review
@@ -638,7 +652,8 @@ def _run_for_editors(
             analysis=_analysis(args),
             strict_reference=args.strict_reference,
         )
-    bars = _Bars(0, enabled=not args.quiet)
+    # Every frame for a whole file; a range's analysis and render announce their own totals (review.expect).
+    bars = _Bars(frames, enabled=not args.quiet)
     try:
         result = review.produce(
             args.video, out, plan=plan_in, analysis=analysis, start=start, end=end, settings=render_settings,
@@ -764,11 +779,12 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    print(
-        f"batch: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (not video), "
-        f"{summary.up_to_date} already up to date; report: {printable(summary.report)}",
-        file=sys.stderr,
-    )
+    if not args.quiet:  # as on the main command: -q leaves warnings and failures only
+        print(
+            f"batch: {summary.done} done, {summary.failed} failed, {summary.skipped} skipped (not video), "
+            f"{summary.up_to_date} already up to date; report: {printable(summary.report)}",
+            file=sys.stderr,
+        )
     return EXIT_FAILURE if summary.failed else EXIT_OK
 
 
@@ -885,7 +901,9 @@ def _cmd_review(args: argparse.Namespace) -> int:
         video = Path(args.video)
         out = Path(args.output) if args.output else media.default_output_path(video)
         _check_references(args)
-        media.check_output(video, out, overwrite=args.overwrite)
+        # Nothing is written before Render is pressed: an existing output is checked then (ReviewSession),
+        # so a review may follow the quick start; the path's other faults are refused now.
+        media.check_output(video, out, overwrite=True)
         save = Path(args.save or args.plan or video.with_name(video.stem + ".plan.json"))
         # Save replaces its file by design (by default the plan under review): only where it is, is checked.
         _check_side_file(save, "--save", args, outputs=[out], overwrite=True)

@@ -81,6 +81,17 @@ def _frames_in(times: np.ndarray, start: float | None, end: float | None, path: 
     return int(inside[0]), int(inside[-1])
 
 
+def expect(progress: Progress | None, stage: str, total: int) -> None:
+    """Tell ``progress`` how many steps ``stage`` will take, where it can show it (the CLI's bars).
+
+    Only this module knows some totals (a range's frames, the copy an analysis reads), so
+    it announces them; a plain ``(stage, n)`` callable has no ``expect`` and is left alone.
+    """
+    announce = getattr(progress, "expect", None)
+    if announce is not None:
+        announce(stage, total)
+
+
 # --------------------------------------------------------------------------- analysis of a range
 
 
@@ -113,7 +124,9 @@ def analyse_range(
     try:
         part = folder / "range.mkv"
         media.copy_video_range(info, part, lo, hi)
-        sub = make_plan(part, progress=progress, **plan_options)  # type: ignore[arg-type]
+        part_info = media.probe(part)
+        expect(progress, "analyse", part_info.frame_count)
+        sub = make_plan(part, progress=progress, info=part_info, **plan_options)  # type: ignore[arg-type]
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     # Matroska keeps milliseconds: match each frame to the nearest source time.
@@ -174,6 +187,7 @@ def render_range(
     info = media.probe(src if src is not None else plan.video.path)
     check_same_video(info, plan)
     first, last = frame_range(plan, start, end)
+    expect(progress, "render", last - first + 1)
     masker = settings.masker()
     w, h = info.width, info.height
     if height is not None and height < h:
@@ -263,6 +277,7 @@ def write_matte(
     rebase: bool = False,
     src: str | os.PathLike | None = None,
     overwrite: bool = False,
+    progress: Progress | None = None,
 ) -> int:
     """Write the black-and-white matte of the plan's masks to ``dst`` (``.mov``: ProRes 422 HQ; ``.mkv``: FFV1).
 
@@ -277,6 +292,7 @@ def write_matte(
     if codec is None:
         raise OutputError(f"{dst}: a matte must be .mov (ProRes 422 HQ) or .mkv (FFV1): choose one of those")
     first, last = frame_range(plan, start, end)
+    expect(progress, "matte", last - first + 1)
     tb = Fraction(plan.video.time_base)
     t0 = float(plan.times[first]) if rebase else 0.0
     w, h = plan.video.width, plan.video.height
@@ -288,6 +304,8 @@ def write_matte(
         for index, picture in matte_frames(plan, settings, first, last):
             writer.write(picture, round((float(plan.times[index]) - t0) / tb))
             count += 1
+            if progress:
+                progress("matte", 1)
     return count
 
 
@@ -411,12 +429,19 @@ def produce(
     if plan_out is not None:
         plan.save(plan_out)
         side["plan"] = plan_out
-    if matte is not None:
-        write_matte(plan, matte, settings=settings, start=start, end=end, rebase=ranged, src=src, overwrite=overwrite)
+    if matte is not None:  # frame by frame: a bar of its own
+        write_matte(plan, matte, settings=settings, start=start, end=end, rebase=ranged, src=src, overwrite=overwrite,
+                    progress=progress)
         side["matte"] = matte
+    # A contact sheet decodes its crops and a report hashes the files: a second or more each, one step each.
+    expect(progress, "side files", (contact_sheet is not None) + (audit is not None))
     if contact_sheet is not None:
         write_contact_sheet(plan, contact_sheet, src=src, start=start, end=end)
         side["contact_sheet"] = contact_sheet
+        if progress:
+            progress("side files", 1)
     if audit is not None:
         audit.finish(plan, dst, side_files=side, result=result)
+        if progress:
+            progress("side files", 1)
     return replace(result, seconds_analyse=analysed)

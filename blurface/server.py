@@ -55,7 +55,7 @@ from .files import make_temp_dir
 from .follow import add_manual_track
 from .pipeline import RenderSettings
 from .plan import Plan, who
-from .types import BlurfaceError, InputError, Interrupted
+from .types import BlurfaceError, InputError, Interrupted, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ class ReviewSession:
         people_dir: where a person saved from the page goes (``NAME.npz``).
         embedder: embeds tracks that have no embeddings, for grouping; ``None``: no grouping.
         render_settings: mask effect, shape, pad and encoding of Render.
-        overwrite: Render may replace ``output`` (checked by the caller before the review).
+        overwrite: Render may replace an existing ``output`` (checked when Render is pressed).
     """
 
     def __init__(
@@ -309,6 +309,11 @@ class ReviewSession:
         with self.lock:
             if self.job.state == "running":
                 raise InputError("a render is already running: wait for it to finish")
+            # Checked when Render is pressed, not when the review starts: nothing is written before.
+            # A file this review rendered itself may be replaced by the next Render.
+            if self.output.exists() and not (self.overwrite or self._rendered_before):
+                raise OutputError(f"{self.output} exists: Render does not replace it; start the "
+                                  "review again with --overwrite to replace it, or with -o for another file")
             # A snapshot, so changes made during the render wait for the next one.
             plan = self.plan.as_saved()
             self.plan.log_review("render", None, "", output=str(self.output))
@@ -718,6 +723,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         except (InputError, ValueError, TypeError) as e:
             self._error(HTTPStatus.BAD_REQUEST, str(e))
+            return
+        except OutputError as e:  # Render's output exists: the page shows the line
+            self._error(HTTPStatus.CONFLICT, str(e))
             return
         except BlurfaceError as e:
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(e))

@@ -267,7 +267,7 @@ def test_an_input_that_becomes_unreadable_fails_and_loses_its_output(tmp_path, c
     # A Matroska signature, cut short, under a name that says nothing.
     mkv = make_clip(tmp_path / "c.mkv", n_frames=24, width=64, height=48).read_bytes()
     (arch / "card_dump").write_bytes(mkv[:40])
-    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 1
+    assert main(["batch", str(arch), "-o", str(out), "--all"]) == 1  # not -q: it hides the summary
     err = capsys.readouterr().err
     report = report_rows(out)
     assert {rel: r["status"] for rel, r in report.items()} == {

@@ -1,6 +1,6 @@
 """Every claim of the README has a test: its code blocks run as written, and its options do what it says.
 
-The code blocks are read from ``README.md`` itself, so an edited example is tested as
+The code blocks are read from ``README.md`` and ``docs/*.md`` themselves, so an edited example is tested as
 edited. Each runs in a fresh folder holding the files it names (``talk.mp4`` is a clip
 of two real people, Eileen Collins and Grace Hopper, with audio; ``alice.jpg`` is a
 photo of Eileen, ``bob.jpg`` of Grace), as a separate process, the way a user runs it.
@@ -29,10 +29,18 @@ from blurface import evaluate, media
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
+# The README and the pages it links: their examples are run alike (issue #23 moved most of them to docs/).
+PAGES = {"README.md": README} | {
+    f"docs/{p.name}": p.read_text(encoding="utf-8") for p in sorted((REPO / "docs").glob("*.md"))}
 
 
-def code_blocks(language: str) -> list[str]:
-    return re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.S | re.M)
+def code_blocks(language: str, text: str = README) -> list[str]:
+    return re.findall(rf"^ *```{language}\n(.*?)^ *```", text, flags=re.S | re.M)
+
+
+def page_blocks(language: str) -> list[tuple[str, str]]:
+    """``(page, block)`` for every ``language`` block of the README and of docs/*.md."""
+    return [(page, block) for page, text in PAGES.items() for block in code_blocks(language, text)]
 
 
 def blurface_cmd(*args: object) -> list[str]:
@@ -104,14 +112,20 @@ def sh_commands(block: str) -> list[str]:
 # The cluster example needs a cluster on another machine; tests/test_batch.py runs the same
 # commands against a scheduler and two workers it starts on 127.0.0.1.
 SH_BLOCKS = [
-    b for b in code_blocks("sh")
+    (page, b) for page, b in page_blocks("sh")
     if any(c.startswith("blurface") for c in sh_commands(b)) and not any(c.startswith("dask ") for c in sh_commands(b))
 ]
 # The staged talk.mp4 is under a second long: the README's minute marks map into it.
 TIMES = {"1:20": "0:00.1", "1:35": "0:00.5"}
 
 
-@pytest.mark.parametrize("block", SH_BLOCKS, ids=[sh_commands(b)[0][:50] for b in SH_BLOCKS])
+def test_docs_pages_have_shell_examples_to_run() -> None:
+    """The moved examples are collected: the README and at least the review and batch pages have blocks here."""
+    pages = {page for page, _ in SH_BLOCKS}
+    assert {"README.md", "docs/review.md", "docs/batch.md"} <= pages, pages
+
+
+@pytest.mark.parametrize("block", [b for _, b in SH_BLOCKS], ids=[f"{p}:{sh_commands(b)[0][:50]}" for p, b in SH_BLOCKS])
 def test_readme_shell_example_runs(block: str, stage: Path, tmp_path: Path) -> None:
     work = fresh(stage, tmp_path)
     for command in sh_commands(block):
@@ -138,13 +152,13 @@ def test_readme_pytest_line_is_the_one_ci_runs() -> None:
     assert line.strip() in ci
 
 
-@pytest.mark.parametrize("index", range(len(code_blocks("python"))))
+@pytest.mark.parametrize("index", range(len(page_blocks("python"))))
 def test_readme_python_example_runs_as_a_plain_script(index: int, stage: Path, tmp_path: Path) -> None:
     """Saved as a script with no ``if __name__ == "__main__":`` guard, as library users write them."""
     work = fresh(stage, tmp_path)
     (work / "talk.blurred.mp4").unlink()
     script = work / "example.py"
-    script.write_text(code_blocks("python")[index])
+    script.write_text(page_blocks("python")[index][1])
     done = run_process([sys.executable, str(script)], work)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.strip() == "", f"stderr is not empty:\n{done.stderr[-3000:]}"
