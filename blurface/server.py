@@ -400,6 +400,8 @@ class ReviewServer(ThreadingHTTPServer):
         self.assets = {path: (_asset(name), ctype) for path, (name, ctype) in _ASSETS.items()}
         self.request_timeout = request_timeout
         self._slots = threading.BoundedSemaphore(max_connections)
+        self._held: set[int] = set()  # id() of the requests holding a slot
+        self._held_lock = threading.Lock()
         try:
             super().__init__(("127.0.0.1", port), _Handler)
         except OSError as e:
@@ -418,17 +420,28 @@ class ReviewServer(ThreadingHTTPServer):
         if not self._slots.acquire(blocking=False):
             self._refuse(request)
             return
+        with self._held_lock:
+            self._held.add(id(request))
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self._slots.release()
+            # Ctrl-C can land after the thread started: then both would give the slot back.
+            self._release(request)
             raise
 
     def process_request_thread(self, request, client_address) -> None:  # noqa: ANN001
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self._slots.release()
+            self._release(request)
+
+    def _release(self, request: socket.socket) -> None:
+        """Give back ``request``'s slot, once, whoever asks first."""
+        with self._held_lock:
+            if id(request) not in self._held:
+                return
+            self._held.discard(id(request))
+        self._slots.release()
 
     def _refuse(self, request: socket.socket) -> None:
         body = b'{"error": "too many connections: close other tabs of this review"}'
