@@ -9,6 +9,13 @@ The stages are importable on their own: :func:`analyse` gives a :class:`Plan`,
 
 from __future__ import annotations
 
+import os as _os
+
+# onnxruntime (1.32) starts a telemetry client when imported unless this is set: it writes a
+# session file (.ses) into the temp folder. blurface makes no network access, and whichever
+# module imports onnxruntime first (the detector, the audit report), it is set before.
+_os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -25,7 +32,7 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # Lazy, so `blurface --help` and `--version` answer without loading dlib and PyAV.
+    # Lazy, so `blurface --help` and `--version` answer without loading OpenCV, onnxruntime and PyAV.
     if name in ("AnalysisSettings", "RenderSettings", "analyse", "blur_video", "render"):
         from . import pipeline
 

@@ -952,7 +952,7 @@ def _cmd_people(args: argparse.Namespace) -> int:
         plan = Plan.load(args.plan) if args.plan else make_plan(args.video, all_faces=True, progress=bars)
         check_same_video(info, plan)
         result = write_people(plan, make_embedder(args.embedder), args.output, src=args.video, overwrite=args.overwrite,
-                              threshold=_tolerance(args))
+                              threshold=args.tolerance)
     finally:
         bars.close()
     for k, group in enumerate(result.groups):

@@ -113,9 +113,7 @@ class CenterFace:
                 f"face detector model {str(path)!r} is missing: reinstall blurface "
                 "('pip install .' from its source folder ships it)"
             )
-        # onnxruntime 1.32 starts a telemetry client on import unless told not to: it writes a
-        # session file (.ses) into the temp folder, and blurface promises no network access.
-        os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+        # (blurface/__init__.py has turned onnxruntime's telemetry off before this import.)
         try:
             import onnxruntime
         except ImportError as e:

@@ -38,7 +38,7 @@ from typing import BinaryIO, Protocol
 
 import numpy as np
 
-from .embedders import DEFAULT_EMBEDDER
+from .embedders import DEFAULT_EMBEDDER, Embedder
 from .types import EMBEDDING_DIM, ProcessingError
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,8 @@ class EmbedJob:
     landmarks: np.ndarray
 
 
-class Embeds(Protocol):
-    def embed(
-        self, image_bgr: np.ndarray, xyxy: np.ndarray, *, landmarks: np.ndarray | None = None, jitters: int = 0
-    ) -> np.ndarray: ...
+# What the embedding code needs of an embedder: the protocol of blurface.embedders.
+Embeds = Embedder
 
 
 def person_distances(embeddings: np.ndarray, people: list[np.ndarray]) -> np.ndarray:

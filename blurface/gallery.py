@@ -20,6 +20,7 @@ import numpy as np
 from .embedding import person_distances
 from .faces import FaceEngine
 from .files import write_atomically
+from .plan import MAX_NAME
 from .photos import check_photo_size
 from .types import EMBEDDING_DIM, Faces, GalleryError
 
@@ -145,6 +146,8 @@ class Gallery:
         """Write a plain numeric ``.npz`` (no pickle): names, embeddings, and which person each row is."""
         if not self.people:
             raise GalleryError("cannot save an empty gallery: give at least one photo with a face")
+        for name in self.names:
+            _check_name(name, path)
         embeddings = np.concatenate([p.embeddings for p in self.people]).astype(np.float32)
         person = np.concatenate([np.full(len(p.embeddings), i, np.int32) for i, p in enumerate(self.people)])
         def write(tmp: Path) -> None:
@@ -203,6 +206,8 @@ class Gallery:
             raise GalleryError(f"gallery {str(path)!r}: 'embedder' must name the embedder that made it")
         if names.dtype.kind != "U" or names.ndim != 1 or not 0 < len(names) <= _MAX_PEOPLE:
             raise GalleryError(f"gallery {str(path)!r}: 'names' must be 1..{_MAX_PEOPLE} strings")
+        for name in names:
+            _check_name(str(name), path)
         if emb.dtype != np.float32 or emb.ndim != 2 or emb.shape[1] != EMBEDDING_DIM or not 0 < len(emb) <= _MAX_EMBEDDINGS:
             raise GalleryError(
                 f"gallery {str(path)!r}: 'embeddings' must be float32 (n, {EMBEDDING_DIM}), got {emb.dtype} {emb.shape}"
@@ -218,6 +223,13 @@ class Gallery:
                 raise GalleryError(f"gallery {str(path)!r}: person {str(name)!r} has no embedding")
             people.append(Person(str(name), rows.copy(), [str(path)] * len(rows)))
         return cls(people, embedder=str(tag))
+
+
+def _check_name(name: str, path: str | os.PathLike) -> None:
+    """A person's name goes into plans, whose loader refuses longer ones: refuse it here first."""
+    if not 0 < len(name) <= MAX_NAME:
+        raise GalleryError(f"gallery {str(path)!r}: the name {name[:40]!r}... has {len(name)} characters: "
+                           f"use 1 to {MAX_NAME} (enroll --name)")
 
 
 # The largest array a gallery may hold (100 000 embeddings of 128 float32 are 51 MB).

@@ -8,7 +8,7 @@ target" over every frame of the target. So a finished track's crops, taken over 
 whole life, are compared along it: where the ones before a point and the ones after
 it are clearly two people, the track becomes two parts decided on their own, and the
 frames between the last crop of one part and the first of the next (where the switch
-happened, unseen) become a third, masked when either side is.
+happened, unseen) become a part of their own ("switch"), masked when either side is.
 
 Pure functions on arrays and :class:`~blurface.types.Track`; no model, no video.
 """
@@ -78,7 +78,9 @@ def _rows(track: Track, keep: np.ndarray, new_id: int, embedding_rows: np.ndarra
     )
 
 
-def split_track(track: Track, *, distance: float, min_part: int, new_ids: list[int]) -> list[Track]:
+def split_track(
+    track: Track, *, distance: float, min_part: int, new_ids: list[int], max_parts: int = 4
+) -> list[Track]:
     """``track`` cut where its embeddings change person: ``[track]`` when they never do.
 
     The track's ``embeddings`` must be in ``embedding_frames`` order. A split gives, in
@@ -93,7 +95,7 @@ def split_track(track: Track, *, distance: float, min_part: int, new_ids: list[i
     """
     if np.any(np.diff(track.embedding_frames) < 0):
         raise ValueError(f"track {track.id}: embeddings must be in frame order to look for a change of person")
-    runs = parts(track.embeddings, distance=distance, min_part=min_part)
+    runs = parts(track.embeddings, distance=distance, min_part=min_part, max_parts=max_parts)
     if len(runs) == 1:
         return [track]
     out: list[Track] = []

@@ -5,7 +5,7 @@ are grouped by face likeness so a person can be masked or kept in one click, and
 as a ``.npz`` gallery for ``--target`` on other videos.
 
 Grouping is agglomerative clustering with average linkage at the match tolerance
-(dlib's 0.6), with one rule a face descriptor cannot know: two tracks on screen on the
+(the embedder's own: SFace 1.13), with one rule a face descriptor cannot know: two tracks on screen on the
 same frame are two people, so they are never put in one group. Chinese whispers
 (dlib) was the alternative; it links through single close pairs, so one blurred crop
 between two people can chain them, and it has no place for the "never together" rule.
@@ -33,7 +33,7 @@ from .types import EMBEDDING_DIM, SOURCE_DETECTED, GalleryError, OutputError, Tr
 log = logging.getLogger(__name__)
 
 # Crops embedded per track that has none (a loaded plan, or --all, keeps no embeddings):
-# 80 ms each; three spread over the track's life outvote one bad frame.
+# about 20 ms each (SFace); three spread over the track's life outvote one bad frame.
 CROPS_PER_TRACK = 3
 # Narrower faces give descriptors too noisy to group on (plan.DEFAULT_MIN_IDENTIFY_PX says why).
 MIN_GROUP_FACE_PX = 24.0
@@ -242,9 +242,11 @@ class PeopleResult:
 
 def write_people(
     plan: Plan, embedder: Embeds, folder: str | os.PathLike, *, src: str | os.PathLike | None = None,
-    threshold: float = DEFAULT_TOLERANCE, overwrite: bool = False,
+    threshold: float | None = None, overwrite: bool = False,
 ) -> PeopleResult:
     """Group ``plan``'s tracks and write ``folder/people.png`` and ``folder/person_N.npz`` per person.
+
+    ``threshold``: tracks closer than this are one person; ``None``: the embedder's tolerance.
 
     A person whose tracks have no usable embedding (faces too small) gets no ``.npz``.
 
@@ -256,7 +258,8 @@ def write_people(
         raise OutputError(f"{folder}: is a file, not a folder: give a folder for the people")
     folder.mkdir(parents=True, exist_ok=True)
     fill_embeddings(plan, embedder, src=src)
-    groups = group_tracks(plan.tracks, threshold=threshold)
+    groups = group_tracks(plan.tracks, threshold=getattr(embedder, "tolerance", DEFAULT_TOLERANCE)
+                          if threshold is None else threshold)
     sheet = folder / "people.png"
     targets = [folder / f"person_{k + 1}.npz" for k in range(len(groups))]
     if not overwrite:

@@ -28,14 +28,14 @@ from .embedding import (
     EmbedExecutor, EmbedJob, InlineExecutor, WorkerGone, default_executor, embed_job, embed_now,
 )
 from .faces import FaceEngine, sharpness
-from .gallery import Gallery
+from .gallery import Gallery, embedder_tag
 from .embedders import DEFAULT_EMBEDDER, make_embedder
 from .identity import split_track
 from .mask import DEFAULT_PAD, EFFECTS, Masker
 from .plan import DecisionSettings, Plan, decide, decision_counts, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
 from .track import FaceTracker, SceneCutDetector, extend_track
-from .types import SOURCE_DETECTED, Faces, InputError, Mode, Result, Track, VideoInfo, DecodedFrame
+from .types import SOURCE_DETECTED, Faces, GalleryError, InputError, Mode, Result, Track, VideoInfo, DecodedFrame
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,11 @@ class Analyser:
         *,
         embed_executor: EmbedExecutor | None = None,
     ) -> None:
+        tag = embedder_tag(engine.embedder)
+        if len(gallery) and gallery.embedder is not None and gallery.embedder != tag:
+            # Distances between two embedders' vectors mean nothing: never compared silently.
+            raise GalleryError(f"the reference people were embedded by {gallery.embedder} and this analysis uses "
+                               f"{tag}: run 'blurface enroll' again from the photos")
         self.engine = engine
         self.gallery = gallery
         self.decision = decision
@@ -290,7 +295,7 @@ class Analyser:
         self._decisions: deque[tuple[Track, Future | None, EmbedJob | None, float]] = deque()
         self._executor = embed_executor
         self._own_executor = embed_executor is None
-        self.splits: list[dict] = []
+        # (original track id, its parts) for each track split where its identity changed.
         self._pending_parts: list[tuple[int, list[Track]]] = []
         # Ends of split parts that meet another part: not extended (the face did not leave there).
         self._joined_ends: dict[int, tuple[bool, bool]] = {}
@@ -374,7 +379,7 @@ class Analyser:
             "detection_ms_per_frame": round(1000 * self.seconds_detecting / max(1, frame_count), 2),
             "embeddings_computed": self.embeddings_computed,
             "embedder": {"name": self.engine.embedder.name, "version": self.engine.embedder.version},
-            "splits": self.splits,
+            "splits": self._record_splits(),
             "scene_cuts": self.cuts[1:],
         }
         return Plan(
@@ -522,37 +527,65 @@ class Analyser:
     def _decide(self, track: Track, face_px: float) -> list[Track]:
         """Decide ``track``, first split where its crops show another person: each part on its own.
 
-        The frames between two parts (where the switch happened, unseen) are masked when
-        either side is: one unmasked frame of the target is a leak, and who is there is unknown.
+        The frames between two parts (where the switch happened, unseen) are a part of
+        their own, decided "switch": masked when either side is, since who is there is
+        unknown and one unmasked frame of the target is a leak.
         """
         embedder = self.engine.embedder
         pieces = [track]
         if self.decision.mode != "all":
-            # Part ids are numbered at the end, in order, so they do not depend on timing.
+            # Ids are placeholders here: parts are numbered at the end, in order, whatever the timing.
             pieces = split_track(track, distance=embedder.split_distance, min_part=_MIN_PART_CROPS,
-                                 new_ids=[-1] * 8)
+                                 new_ids=[-1] * (2 * _MAX_PARTS - 1), max_parts=_MAX_PARTS)
+        if len(pieces) == 1:
+            dist = self.gallery.distances(track.embeddings) if len(self.gallery) else np.zeros((0, 0))
+            decide(track, dist, self.gallery.names, self.decision, face_px=face_px)
+            return pieces
         for piece in pieces:
-            if len(piece.embeddings) or len(pieces) == 1:
-                dist = self.gallery.distances(piece.embeddings) if len(self.gallery) else np.zeros((0, 0))
-                decide(piece, dist, self.gallery.names, self.decision, face_px=face_px)
-        if len(pieces) > 1:
-            for i, piece in enumerate(pieces):
-                if len(piece.embeddings) == 0:
-                    before, after = pieces[i - 1], pieces[i + 1]
-                    piece.masked = before.masked or after.masked
-                    piece.decision = "unsure" if piece.masked else "other"
-                    piece.identity, piece.distance = None, None
-                    piece.reason = (
-                        f"frames {piece.first}-{piece.last}, where track {track.id} changed from one face to another "
-                        + ("unseen: masked because a side of it is masked" if piece.masked
-                           else "unseen: neither side is masked")
-                    )
-            self.splits.append({"track": track.id, "frames": [[p.first, p.last] for p in pieces]})
-            self._pending_parts.append((track.id, pieces))
+            if len(piece.embeddings):
+                # Each part by its own faces: a far target's part must not pass for the near passer's size.
+                detected = piece.xyxy[piece.source == SOURCE_DETECTED]
+                own_px = float((detected[:, 2] - detected[:, 0]).max()) if len(detected) else 0.0
+                decide(piece, self.gallery.distances(piece.embeddings), self.gallery.names, self.decision,
+                       face_px=own_px)
+        self._keep_turned_parts(pieces)
+        for i, piece in enumerate(pieces):
+            if len(piece.embeddings) == 0:
+                piece.masked = pieces[i - 1].masked or pieces[i + 1].masked
+                piece.decision, piece.identity, piece.distance = "switch", None, None
+                piece.reason = (
+                    f"frames {piece.first}-{piece.last}, where track {track.id} changed from one face to another "
+                    + ("unseen: masked because a side of it is masked" if piece.masked
+                       else "unseen: neither side is masked")
+                )
+        self._pending_parts.append((track.id, pieces))
         return pieces
 
+    def _keep_turned_parts(self, pieces: list[Track]) -> None:
+        """In ``--target`` mode, a part just past the unsure band beside a masked part stays masked, as unsure.
+
+        A split can also fall where one person turned (frontal, then profile: the two halves'
+        means were up to 1.06 apart on the shared clip, against a split distance of 1.1);
+        alone, the profile part would be decided "other" and left visible. Only a part
+        clearly beyond the band (by :data:`_TURNED_MARGIN`) is someone else.
+        """
+        s = self.decision
+        if s.mode != "target":
+            return
+        faces = [p for p in pieces if len(p.embeddings)]
+        limit = s.tolerance + s.unsure_margin + _TURNED_MARGIN
+        for i, part in enumerate(faces):
+            beside = [faces[j] for j in (i - 1, i + 1) if 0 <= j < len(faces) and faces[j].masked]
+            if part.decision == "other" and beside and part.distance is not None and part.distance <= limit:
+                part.decision, part.masked = "unsure", s.mask_unsure
+                part.reason = (
+                    f"unsure: {part.distance:.3f} from {part.identity}, within {limit:.2f}, next to a part of the same "
+                    f"track that is masked (a face that turned looks like this); "
+                    + ("masked to be safe" if s.mask_unsure else "left unmasked by --unsure keep")
+                )
+
     def _number_parts(self, next_id: int) -> None:
-        """Give split parts their ids (after every tracker id, in frame order) and say so in their reasons."""
+        """Give split parts their ids (after every tracker id, ordered by the split track's first frame)."""
         for original, pieces in sorted(self._pending_parts, key=lambda x: (x[1][0].first, x[0])):
             for i, piece in enumerate(pieces):
                 if i > 0:
@@ -560,10 +593,17 @@ class Analyser:
                     next_id += 1
                 piece.reason = (f"part {i + 1} of {len(pieces)} of track {original}, split where its face crops "
                                 f"changed person: {piece.reason}")
-        for split, (_, pieces) in zip(self.splits, self._pending_parts):
-            split["parts"] = [p.id for p in pieces]
-            for i, piece in enumerate(pieces):
+                # A part ends where the next part (someone else) begins: not extended there.
                 self._joined_ends[piece.id] = (i > 0, i < len(pieces) - 1)
+
+    def _record_splits(self) -> list[dict]:
+        """The plan's record of each split: the track, its parts' ids and frames (as extended)."""
+        by_id = {t.id: t for t in self.tracks}
+        return [
+            {"track": original, "parts": [p.id for p in pieces],
+             "frames": [[by_id[p.id].first, by_id[p.id].last] for p in pieces]}
+            for original, pieces in sorted(self._pending_parts, key=lambda x: (x[1][0].first, x[0]))
+        ]
 
     def _result(self, future: Future, job: EmbedJob) -> np.ndarray:
         try:
@@ -604,9 +644,15 @@ def _with_track(face: Faces, track_id: int) -> Faces:
 
 
 # Crops each part of a split track needs: one or two odd crops (blur, a turned head) never
-# split a track. Three crops' mean is steady enough (SFace, hamilton: two halves of one
-# person's crops at most 1.06 apart, two people's at least 1.00, 99% above 1.05).
+# split a track. Three crops' mean is steady enough to compare (embedders.SFace.split_distance).
 _MIN_PART_CROPS = 3
+# Parts one track may be split into (each a person; the unseen switches between them come on top).
+_MAX_PARTS = 4
+# A part decided "other" within this much past the unsure band, beside a masked part of the same
+# track, is masked as unsure (Analyser._keep_turned_parts). A second net under the split distance:
+# one person's profile faces are 1.07-1.28 from their frontal photos (shared clip; a part's
+# best-half mean lies lower), the passers' parts in tests/test_identity.py 1.28-1.31.
+_TURNED_MARGIN = 0.03
 
 
 def analyse(

@@ -190,7 +190,7 @@ def who(track: Track) -> tuple[str, str]:
 
 def decision_counts(tracks: list[Track]) -> dict[str, int]:
     """How many tracks were decided each way, in a fixed order (the summary line's counts)."""
-    counts = {d: 0 for d in ("target", "keep", "unsure", "other", "all", "manual")}
+    counts = {d: 0 for d in DECISIONS}
     for t in tracks:
         counts[t.decision] = counts.get(t.decision, 0) + 1
     return counts
@@ -359,7 +359,9 @@ class Plan:
 
         ``masked`` are the boxes :meth:`iter_masks` yields; ``spared`` the boxes of the tracks
         on that frame left unmasked, whose eyes, nose and mouth the masks' padding must not
-        cover (see :class:`blurface.mask.Masker`).
+        cover (see :class:`blurface.mask.Masker`). A spared box marks where the bystander's
+        own face is (seen, interpolated between sightings, or extended a few frames past
+        them), so what the trimmed padding leaves visible there is the bystander's face.
         """
         empty = np.zeros((0, 4), np.float32)
         for _, rows in self.iter_rows():
@@ -659,7 +661,18 @@ def check_plan_json(data: object) -> None:
     data = _obj(data, "the plan")
     _choice(_need(data, "mode", "the plan"), "mode", MODES)
     _plain_json(data.get("settings", {}), "settings")
-    _obj(data.get("settings", {}), "settings")
+    settings = _obj(data.get("settings", {}), "settings")
+    # The settings other code reads back (the audit report, follow, the report's expectations).
+    if "decision" in settings:
+        decision = _obj(settings["decision"], "settings.decision")
+        if "mask_unsure" in decision:
+            _bool(decision["mask_unsure"], "settings.decision.mask_unsure")
+    for k, cut in enumerate(_list(settings.get("scene_cuts", []), "settings.scene_cuts")):
+        _int(cut, f"settings.scene_cuts[{k}]", 0, MAX_FRAMES)
+    for k, split in enumerate(_list(settings.get("splits", []), "settings.splits")):
+        for j, part in enumerate(_list(_obj(split, f"settings.splits[{k}]").get("parts", []),
+                                       f"settings.splits[{k}].parts")):
+            _int(part, f"settings.splits[{k}].parts[{j}]")
     for key in ("warnings", "metadata_dropped"):
         for k, text in enumerate(_list(data.get(key, []), key)):
             _text(text, f"{key}[{k}]")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib
 import json
 import os
 import platform
@@ -62,6 +63,14 @@ def expected_masked(track: Track, plan: Plan) -> bool:
         return True
     if track.decision in ("keep", "manual"):
         return False  # a manual track is a reviewer's box: the analysis never masked it
+    if track.decision == "switch":
+        # Masked when a part of the same split track beside it was (as the analysis decided them).
+        for split in plan.settings.get("splits", []):
+            parts = split.get("parts", []) if isinstance(split, dict) else []
+            if track.id in parts:
+                k = parts.index(track.id)
+                return any(expected_masked(plan.track(t), plan) for t in parts[max(0, k - 1) : k + 2] if t != track.id)
+        return track.masked
     if track.decision == "other":
         return plan.mode == "keep"
     # unsure: --keep always masks; --target masks unless --unsure keep
@@ -141,15 +150,17 @@ class AuditReport:
             tracks.append(entry)
             if override:
                 overrides.append({"track": t.id, "decision": t.decision, "masked": t.masked, "reason": t.reason})
-        try:
-            import av
-            import dlib
-
-            versions = {"python": platform.python_version(), "pyav": av.__version__,
-                        "ffmpeg": av.library_versions.get("libavcodec"), "dlib": dlib.__version__,
-                        "numpy": np.__version__}
-        except Exception:  # noqa: BLE001 - versions are informative; a missing one is not fatal
-            versions = {"python": platform.python_version()}
+        versions = {"python": platform.python_version(), "numpy": np.__version__}
+        # Each library on its own: versions are informative, and a missing one (dlib is only for
+        # --embedder dlib) must not hide the others.
+        for name, module, attribute in (("pyav", "av", "__version__"), ("opencv", "cv2", "__version__"),
+                                        ("onnxruntime", "onnxruntime", "__version__"), ("dlib", "dlib", "__version__")):
+            try:
+                versions[name] = getattr(importlib.import_module(module), attribute)
+            except Exception:  # noqa: BLE001 - not installed, or broken: say nothing of it
+                continue
+        if "pyav" in versions:
+            versions["ffmpeg"] = importlib.import_module("av").library_versions.get("libavcodec")
         files = {name: {"path": str(p), "sha256": sha256(p)} for name, p in (side_files or {}).items()}
         data = {
             "format": REPORT_FORMAT,

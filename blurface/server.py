@@ -144,7 +144,7 @@ class ReviewSession:
         self._make_thumbs([t for t in self.plan.tracks])
         if self.embedder is not None:
             people.fill_embeddings(self.plan, self.embedder, src=self.src)
-            self.groups = people.group_tracks(self.plan.tracks)
+            self.groups = people.group_tracks(self.plan.tracks, threshold=self.embedder.tolerance)
         else:
             self.groups = [[t.id] for t in self.plan.tracks]
 

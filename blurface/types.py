@@ -6,7 +6,7 @@ mask, render) can share these types without importing each other.
 Conventions used throughout blurface:
 
 * Images are ``(H, W, 3) uint8`` **BGR**, C-contiguous (OpenCV's order).
-  dlib wants RGB; :mod:`blurface.faces` converts with ``cv2.cvtColor``.
+  dlib (``--embedder dlib``) wants RGB; :mod:`blurface.embedders` converts with ``cv2.cvtColor``.
 * Boxes are pixel ``[x1, y1, x2, y2]`` float32 in the *display* orientation of
   the full-resolution frame (after any rotation metadata is applied).
 * Frame indices count decoded frames from 0 in presentation order.
@@ -158,7 +158,7 @@ SOURCE_INTERPOLATED = 1  # between two detections (skipped frame or detector mis
 SOURCE_EXTENDED = 2  # before the first / after the last detection, as a safety margin
 SOURCE_NAMES = {SOURCE_DETECTED: "detected", SOURCE_INTERPOLATED: "interpolated", SOURCE_EXTENDED: "extended"}
 
-Decision = Literal["target", "unsure", "other", "keep", "all", "manual"]
+Decision = Literal["target", "unsure", "other", "keep", "all", "manual", "switch"]
 # Every decision a plan may hold: Plan.load refuses any other (a plan file is untrusted input,
 # and the decision reaches the review page). Add a new decision to ``Decision`` above only.
 DECISIONS: tuple[str, ...] = get_args(Decision)
@@ -181,7 +181,9 @@ class Track:
         decision: what the plan does with it: ``target`` (masked: matches a target),
             ``unsure`` (distance in the unsure band), ``other`` (someone else),
             ``keep`` (a protected person), ``all`` (``--all`` mode), ``manual`` (a box a
-            reviewer drew on a missed face, followed by a visual tracker).
+            reviewer drew on a missed face, followed by a visual tracker), ``switch`` (the
+            unseen frames where a split track changed from one face to another: masked
+            when a part beside it is).
         masked: whether the render masks this track.
         reason: one human-readable sentence: why masked or not.
     """
@@ -365,7 +367,7 @@ class Result:
         Says how many masks come from a confident match and how many only from doubt.
         """
         words = {"target": "matched", "keep": "kept people", "unsure": "unsure", "other": "other",
-                 "manual": "drawn", "all": "every face"}
+                 "manual": "drawn", "all": "every face", "switch": "unseen switches"}
         counts = [f"{n} {words.get(d, d)}" for d, n in self.decisions.items() if n]
         return f"{self.masked_tracks} of {self.tracks} face tracks masked" + (f" ({', '.join(counts)})" if counts else "")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import subprocess
+import sys
 import signal
 from pathlib import Path
 
@@ -208,3 +210,12 @@ def test_a_sliver_of_a_face_is_boxed_as_a_whole_face() -> None:
     np.testing.assert_array_equal(out[1], whole)
     lying = whole_face_boxes(np.array([[0, 0, 100, 50]], np.float32))[0]  # chin cut by the frame
     assert lying[3] - lying[1] == pytest.approx(100 / 0.77, abs=0.01) and lying[2] - lying[0] == 100
+
+
+def test_loading_the_models_leaves_nothing_in_the_temp_folder(tmp_path: Path) -> None:
+    """onnxruntime's telemetry client writes a session file there unless blurface turns it off."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    env.pop("ORT_DISABLE_TELEMETRY", None)
+    code = "import blurface.faces as f; f.FaceEngine()"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=120)
+    assert list(tmp_path.iterdir()) == []

@@ -11,7 +11,7 @@ import pytest
 from skimage import data
 
 from blurface.faces import FaceEngine
-from blurface.gallery import Gallery, person_from_photos
+from blurface.gallery import Gallery, Person, person_from_photos
 from blurface.types import GalleryError
 
 
@@ -133,3 +133,17 @@ def test_corrupt_npz(tmp_path: Path) -> None:
     path.write_bytes(b"PK\x03\x04 definitely not a zip")
     with pytest.raises(GalleryError, match="not a blurface"):
         Gallery.load(path)
+
+
+def test_a_name_longer_than_a_plan_holds_is_refused_on_save_and_load(tmp_path: Path) -> None:
+    """Plans refuse names over MAX_NAME on load, so a gallery must never carry one into a plan."""
+    from blurface.plan import MAX_NAME
+
+    person = Person("x" * (MAX_NAME + 1), np.ones((1, 128), np.float32), ["a.jpg"])
+    with pytest.raises(GalleryError, match="characters: use 1 to"):
+        Gallery([person], embedder="sface/2021dec").save(tmp_path / "long.npz")
+    np.savez(tmp_path / "long2.npz", version=np.int32(2), embedder=np.array("sface/2021dec"),
+             names=np.array(["y" * (MAX_NAME + 1)]), embeddings=np.ones((1, 128), np.float32),
+             person=np.zeros(1, np.int32))
+    with pytest.raises(GalleryError, match="characters: use 1 to"):
+        Gallery.load(tmp_path / "long2.npz")

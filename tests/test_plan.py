@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -310,3 +311,26 @@ def test_a_plan_blurface_wrote_loads_unchanged_after_the_checks(tmp_path) -> Non
     loaded.save(again)
     strip = lambda d: {**d, "tracks": [{**t, "embedding_frames": []} for t in d["tracks"]]}  # noqa: E731
     assert strip(json.loads(again.read_text())) == strip(json.loads(path.read_text()))
+
+
+@pytest.mark.parametrize(
+    "settings, field",
+    [
+        ({"decision": "x"}, "settings.decision"),
+        ({"decision": {"mask_unsure": "no"}}, "settings.decision.mask_unsure"),
+        ({"scene_cuts": "abc"}, "settings.scene_cuts"),
+        ({"scene_cuts": [3, -1]}, "settings.scene_cuts[1]"),
+        ({"splits": [{"parts": [0, "1"]}]}, "settings.splits[0].parts[1]"),
+    ],
+)
+def test_settings_other_code_reads_back_are_checked(tmp_path, settings, field) -> None:
+    """The audit report reads decision.mask_unsure, follow reads scene_cuts, the report splits' parts."""
+    path = tmp_path / "p.json"
+    plan = Plan(video=video_info(), mode="target", settings={}, tracks=[make_track(0, 0, 10)],
+                times=np.arange(100) / 30.0)
+    plan.save(path)
+    data = json.loads(path.read_text())
+    data["settings"] = settings
+    path.write_text(json.dumps(data))
+    with pytest.raises(InputError, match=re.escape(field)):
+        Plan.load(path)
