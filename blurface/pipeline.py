@@ -71,8 +71,8 @@ class AnalysisSettings:
             and the frames between are masked at interpolated positions.
         extend_seconds: mask this long before a track's first and after its last detection
             (within its shot), for faces found late or lost early.
-        buffer_frames: recent frames kept to follow new faces backwards (0: twice
-            ``full_every``, capped at 256 MB of pixels).
+        buffer_frames: recent frames kept to follow new faces backwards (0: the frames
+            between two fine passes and ``full_every`` more, capped at 256 MB of pixels).
         threads: detector threads.
         embed_process: embed face crops in a worker process (a second core while the main
             thread decodes and detects); off, in the main thread.
