@@ -176,7 +176,7 @@ STAGES = [
     ("detection: regions of followed faces", "analysis", ["blurface.detectors:CenterFace.detect_regions"]),
     ("embeddings for decisions", "analysis", ["blurface.embedding:embed_job"]),
     ("tracking (with its own embeddings)", "analysis", ["blurface.track:FaceTracker.update"]),
-    ("every dlib embedding (both above)", "analysis", ["~compute_face_descriptor"]),
+    ("every face embedding (both above)", "analysis", ["blurface.embedders:SFace.embed", "blurface.embedders:Dlib.embed"]),
     ("decode", "render", ["blurface.media.decode:_FrameDecoder.decode"]),
     ("frames built (masks included)", "render", ["blurface.media.native:_NativeFrames.frame"]),
     ("masks drawn in the planes", "render", ["blurface.mask:Masker.apply_planes"]),

@@ -120,7 +120,13 @@ class CenterFace:
             raise ProcessingError("onnxruntime is not installed: run 'pip install onnxruntime'") from e
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads or _threads()
+        # One graph, run node after node: an inter-op pool would only add idle threads.
         options.inter_op_num_threads = 1
+        # onnxruntime's threads spin-wait between runs by default, on the cores the decoder,
+        # the embedding worker and x264 need; on a loaded 2-core machine a 1066x600 pass
+        # took 1030 ms spinning, 310 ms not (docs/speed.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "0")
         options.log_severity_level = 3  # its warnings are for model authors, not users
         try:
             self._session = onnxruntime.InferenceSession(

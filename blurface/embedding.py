@@ -324,8 +324,14 @@ def _receive(stream: BinaryIO) -> dict[str, np.ndarray] | None:
 
 def _serve(stdin: BinaryIO, stdout: BinaryIO, embedder_name: str = DEFAULT_EMBEDDER) -> int:
     """The worker's loop: one job in, its embeddings (or one error line) out, until stdin closes."""
+    import cv2
+
     from .embedders import make_embedder
 
+    # The worker is the second core's job beside the analysis (which runs the detector on
+    # both): one OpenCV thread for SFace, not a pool contending with it. The bits are the
+    # same whatever the thread count, so plans do not depend on who embedded a face.
+    cv2.setNumThreads(1)
     embedder = make_embedder(embedder_name)
     while True:
         message = _receive(stdin)

@@ -52,9 +52,16 @@ class AnalysisSettings:
             pixels. Sets the scale of the whole-frame passes (never above full size):
             lower finds smaller faces, at a cost that grows with 1/min_face squared.
             Default 1/30: 24 px at 720p, 36 px at 1080p.
+        min_face_all: ``min_face`` when every face is masked (``--all``): no identity is
+            needed there, so the detection budget goes to smaller faces. Default 1/45:
+            16 px at 720p (the fine passes then run at full size).
         full_every: frames between whole-frame passes. Lower finds a newly appearing face
             sooner; the frames before it was found are recovered by following it backwards.
         follow_every: frames between looks at followed faces (1 = every frame).
+        fine_every: one whole-frame pass in this many is at the scale ``min_face`` needs;
+            the others are at half that scale (a quarter of the pixels) and find faces of
+            twice ``min_face`` and more. A face smaller than that is found by the next
+            fine pass and followed backwards. 1: every whole-frame pass is fine.
         detect_threshold: detector score threshold; lower finds more (blurred, dim,
             turned) faces and more false positives.
         crops_per_track: face crops kept per track to decide its identity, spread over its
@@ -64,8 +71,8 @@ class AnalysisSettings:
             and the frames between are masked at interpolated positions.
         extend_seconds: mask this long before a track's first and after its last detection
             (within its shot), for faces found late or lost early.
-        buffer_frames: recent frames kept to follow new faces backwards (0: twice
-            ``full_every``, capped at 256 MB of pixels).
+        buffer_frames: recent frames kept to follow new faces backwards (0: the frames
+            between two fine passes and ``full_every`` more, capped at 256 MB of pixels).
         threads: detector threads.
         embed_process: embed face crops in a worker process (a second core while the main
             thread decodes and detects); off, in the main thread.
@@ -73,8 +80,10 @@ class AnalysisSettings:
     """
 
     min_face: float = 1 / 30
+    min_face_all: float = 1 / 45
     full_every: int = 8
     follow_every: int = 2
+    fine_every: int = 3
     detect_threshold: float = 0.3
     crops_per_track: int = 10
     max_gap_seconds: float = 1.0
@@ -86,10 +95,10 @@ class AnalysisSettings:
 
 
 PRESETS: dict[str, AnalysisSettings] = {
-    "fast": AnalysisSettings(min_face=1 / 20, full_every=12, follow_every=3, crops_per_track=6),
+    "fast": AnalysisSettings(min_face=1 / 20, min_face_all=1 / 20, full_every=12, follow_every=3, crops_per_track=6),
     "balanced": AnalysisSettings(),
     "thorough": AnalysisSettings(
-        min_face=1 / 45, full_every=3, follow_every=1, detect_threshold=0.2, crops_per_track=16
+        min_face=1 / 45, full_every=3, follow_every=1, fine_every=1, detect_threshold=0.2, crops_per_track=16
     ),
 }
 
@@ -118,11 +127,15 @@ class RenderSettings:
         return Masker(EFFECTS[self.effect](), shape=self.shape, pad=self.pad)  # type: ignore[arg-type]
 
 
-def min_face_px(settings: AnalysisSettings, frame_height: int) -> float:
-    return settings.min_face * frame_height if settings.min_face < 1 else float(settings.min_face)
+def min_face_px(settings: AnalysisSettings, frame_height: int, mode: Mode = "target") -> float:
+    """The smallest face ``settings`` look for in a frame ``frame_height`` high, masking ``mode``."""
+    m = settings.min_face_all if mode == "all" else settings.min_face
+    return m * frame_height if m < 1 else float(m)
 
 
-def detection_scale(settings: AnalysisSettings, detector_min_px: float, width: int, height: int) -> float:
+def detection_scale(
+    settings: AnalysisSettings, detector_min_px: float, width: int, height: int, mode: Mode = "target"
+) -> float:
     """Scale of the whole-frame passes: the smallest wanted face at the detector's smallest findable size.
 
     Never above full size (upscaling invents no detail; faces under the detector's
@@ -130,9 +143,17 @@ def detection_scale(settings: AnalysisSettings, detector_min_px: float, width: i
     that a tiny frame is upscaled to at most 512 px on its long side: a 32768x2
     frame brought to 64 px high would be a 1 M x 64 px (6 GB) picture.
     """
-    scale = detector_min_px / max(1.0, min_face_px(settings, height))
-    floor = min(64 / max(1, min(width, height)), max(1.0, 512 / max(1, width, height)))
-    return max(min(scale, 1.0), floor)
+    scale = detector_min_px / max(1.0, min_face_px(settings, height, mode))
+    return max(min(scale, 1.0), _scale_floor(width, height))
+
+
+def coarse_scale(fine: float, width: int, height: int) -> float:
+    """Scale of the coarse whole-frame passes: half the fine one (faces twice as large), same floor."""
+    return max(fine / 2, _scale_floor(width, height))
+
+
+def _scale_floor(width: int, height: int) -> float:
+    return min(64 / max(1, min(width, height)), max(1.0, 512 / max(1, width, height)))
 
 
 class _CropBuffer:
@@ -286,6 +307,7 @@ class Analyser:
         self.cuts: list[int] = [0]
         self.embeddings_computed = 0
         self.full_passes = 0
+        self.coarse_passes = 0
         self.region_passes = 0
         self.regions_searched = 0
         self.backward_frames = 0
@@ -317,25 +339,35 @@ class Analyser:
     def _run(self, info: VideoInfo, progress: Progress | None) -> Plan:
         s = self.settings
         detector = self.engine.detector
-        scale = detection_scale(s, detector.min_face_px, info.width, info.height)
+        scale = detection_scale(s, detector.min_face_px, info.width, info.height, self.decision.mode)
         full_size = (max(2, round(info.width * scale)), max(2, round(info.height * scale)))
+        coarse = coarse_scale(scale, info.width, info.height)
+        # Where half the scale is not smaller (a tiny frame), every pass is fine.
+        fine_every = s.fine_every if coarse < scale else 1
+        coarse_size = (max(2, round(info.width * coarse)), max(2, round(info.height * coarse)))
+        # Frames between two fine passes: a small face may wait this long to be found.
+        fine_interval = s.full_every * fine_every
         fps = float(info.fps) if info.fps else 30.0
         tracker = FaceTracker(
-            max_gap=max(s.full_every, round(s.max_gap_seconds * fps)), embedding_gate=self.engine.embedder.track_gate
+            max_gap=max(fine_interval, round(s.max_gap_seconds * fps)), embedding_gate=self.engine.embedder.track_gate
         )
         schedule = DetectionSchedule(
             info.width, info.height, full_every=s.full_every, follow_every=s.follow_every,
             context=_REGION_CONTEXT, region_px=_REGION_PX, full_pixels=full_size[0] * full_size[1],
+            fine_every=fine_every,
         )
         cuts = SceneCutDetector()
         # A buffered frame holds its decoded YUV picture and, once detected on, its BGR one.
         frame_bytes = max(1, info.width * info.height * 9 // 2)
-        keep = s.buffer_frames or 2 * s.full_every + 2
+        # The buffer spans the frames since the last fine pass and one coarse interval more
+        # (with fine_every 1: twice full_every, as before two tiers).
+        keep = s.buffer_frames or fine_interval + s.full_every + 2
         recent: deque[DecodedFrame] = deque(maxlen=max(1, min(keep, _BUFFER_BYTES // frame_bytes)))
         times: list[float] = []
         log.info(
-            "analysing %s: %dx%d, %d frames; whole-frame passes at %dx%d every %d frames, regions of %d px between",
-            info.path, info.width, info.height, info.frame_count, full_size[0], full_size[1], s.full_every, _REGION_PX,
+            "analysing %s: %dx%d, %d frames; whole-frame passes every %d frames (at %dx%d one in %d, else %dx%d),"
+            " regions of %d px between", info.path, info.width, info.height, info.frame_count, s.full_every,
+            full_size[0], full_size[1], fine_every, coarse_size[0], coarse_size[1], _REGION_PX,
         )
         # Grey decoding hands over the Y plane and a thumbnail without conversion; the BGR
         # picture (frame.full_image()) is made only for frames the detector runs on, about
@@ -352,7 +384,7 @@ class Analyser:
             ids, predicted = tracker.live(i)
             step = schedule.step(i, cut=cut or i == 0, predicted=predicted)
             if step.runs:
-                self._detect_and_track(frame, step, scale, ids, predicted, tracker, recent)
+                self._detect_and_track(frame, step, scale if not step.coarse else coarse, ids, predicted, tracker, recent)
             recent.append(frame)
             self._finish_tracks(tracker.pop_finished(i))
             self._collect_decisions(wait=False)
@@ -371,8 +403,10 @@ class Analyser:
             "detector": {"name": detector.name, "threshold": getattr(detector, "threshold", None),
                          "min_face_px": detector.min_face_px},
             "detection_size": list(full_size),
+            "coarse_detection_size": list(coarse_size) if fine_every > 1 else None,
             "gallery": self.gallery.names,
             "full_passes": self.full_passes,
+            "coarse_passes": self.coarse_passes,
             "region_passes": self.region_passes,
             "regions_searched": self.regions_searched,
             "backward_frames": self.backward_frames,
@@ -389,7 +423,17 @@ class Analyser:
     def _detect(self, image: np.ndarray, step: Step, scale: float) -> Faces:
         started = time.perf_counter()
         detector = self.engine.detector
-        if step.full:
+        if step.full and step.coarse:
+            # The coarse pass finds the larger faces; the regions follow the known ones of any size.
+            found = [detector.detect(image, scale=scale)]
+            if step.regions:
+                found.append(detector.detect_regions(image, step.regions, size=_REGION_PX))
+                self.regions_searched += len(step.regions)
+            faces = Faces.concat(found)
+            if len(found) > 1 and len(faces) > 1:
+                faces = faces[boxes.nms(faces.xyxy, faces.score, 0.4)]
+            self.coarse_passes += 1
+        elif step.full:
             faces = detector.detect(image, scale=scale)
             self.full_passes += 1
         else:

@@ -8,6 +8,13 @@ face is large (a 128 px square: about 3 ms). A face that appears between two pas
 is found by the next one, and then followed *backwards* through the frames kept in a
 bounded buffer, so it is masked from the frame it appeared on.
 
+Two tiers of whole-frame passes: most are at a *coarse* scale (half the fine one, a
+quarter of its pixels) that finds faces of twice the smallest wanted size; every
+``fine_every``-th one is at the fine scale, for the smallest faces. A coarse pass also
+searches the regions of the followed faces, so a small face already followed is looked
+for as on any other frame. A small face that appears is found by the next fine pass and
+followed backwards like any other new face (the buffer covers the longer interval).
+
 Everything here is a pure function of the frame index, the cuts and the tracker's
 boxes, never of timing: the same video and settings give the same schedule, so the
 same plan.
@@ -28,11 +35,15 @@ class Step:
 
     Attributes:
         full: run the detector on the whole frame.
-        regions: ``(x1, y1, x2, y2)`` integer regions to look in (empty with ``full``).
+        regions: ``(x1, y1, x2, y2)`` integer regions to look in (with ``full``: only
+            with ``coarse``, the regions of the followed faces).
+        coarse: the whole-frame pass is at the coarse scale (faces of twice the smallest
+            size and more); regions, if any, are searched too.
     """
 
     full: bool
     regions: list[tuple[int, int, int, int]] = field(default_factory=list)
+    coarse: bool = False
 
     @property
     def runs(self) -> bool:
@@ -52,9 +63,11 @@ class DetectionSchedule:
         context: region side as a multiple of the face's larger side. Larger keeps
             fast faces inside the region; smaller shows the detector a bigger face.
         region_px: side, in detector pixels, each region is seen at.
-        full_pixels: detector pixels of one whole-frame pass. When the regions of a
-            frame would cost more than half of that (a crowd), the whole frame is
+        full_pixels: detector pixels of one (fine) whole-frame pass. When the regions of
+            a frame would cost more than half of that (a crowd), the whole frame is
             searched instead, which also finds new faces.
+        fine_every: every this many whole-frame passes, one is at the fine scale; the
+            others are coarse. 1: every pass is fine.
     """
 
     def __init__(
@@ -67,18 +80,23 @@ class DetectionSchedule:
         context: float = 2.5,
         region_px: int = 128,
         full_pixels: float,
+        fine_every: int = 1,
     ) -> None:
         if full_every < 1:
             raise ValueError(f"full_every must be >= 1 frame, got {full_every!r}")
         if follow_every < 1:
             raise ValueError(f"follow_every must be >= 1 frame, got {follow_every!r}")
+        if fine_every < 1:
+            raise ValueError(f"fine_every must be >= 1 pass, got {fine_every!r}")
         self.width, self.height = int(width), int(height)
         self.full_every = int(full_every)
         self.follow_every = int(follow_every)
         self.context = float(context)
         self.region_px = int(region_px)
         self.full_pixels = float(full_pixels)
+        self.fine_every = int(fine_every)
         self._last_full = -(10**9)
+        self._last_fine = -(10**9)
         self._last_follow = -(10**9)
 
     def step(self, index: int, *, cut: bool, predicted: np.ndarray) -> Step:
@@ -95,21 +113,25 @@ class DetectionSchedule:
                 shared clip and on held-out and tuning cases).
         """
         predicted = np.asarray(predicted, np.float32).reshape(-1, 4)
-        if cut or index - self._last_full >= self.full_every:
+        whole = cut or index - self._last_full >= self.full_every
+        if whole and (cut or index - self._last_fine >= self.full_every * self.fine_every):
             return self._full(index)
-        if index - self._last_follow < self.follow_every:
+        if not whole and index - self._last_follow < self.follow_every:
             return Step(full=False)
         # A face predicted to have left the frame is not looked for (its track expires).
         p = predicted
         chosen = p[(p[:, 2] > 0) & (p[:, 0] < self.width) & (p[:, 3] > 0) & (p[:, 1] < self.height)]
-        if len(chosen) == 0:
-            return Step(full=False)
         regions = [boxes.window(b, self.context, self.width, self.height) for b in chosen]
         if len(regions) * self.region_px**2 > 0.5 * self.full_pixels:
             return self._full(index)
+        if whole:
+            self._last_full = self._last_follow = index
+            return Step(full=True, regions=regions, coarse=True)
+        if not regions:
+            return Step(full=False)
         self._last_follow = index
         return Step(full=False, regions=regions)
 
     def _full(self, index: int) -> Step:
-        self._last_full = self._last_follow = index
+        self._last_full = self._last_follow = self._last_fine = index
         return Step(full=True)

@@ -111,6 +111,25 @@ def test_small_faces_at_720p_are_masked_in_every_frame(tmp_path: Path, engine, f
     assert acc.target_visible == 21 and acc.leaked_frames == []
 
 
+def test_all_mode_looks_for_16_px_faces_with_two_tiers_and_follows_a_small_one_back(tmp_path: Path, engine) -> None:
+    """``--all`` at 720p: fine passes at full size (1/45 of the height: 16 px faces), one in three.
+
+    An 18 px face appears on frame 3; the coarse passes (frames 8 and 16, at half size) are
+    not promised to see it. The fine pass on frame 24 is, and she is followed back to frame 3.
+    """
+    src = tmp_path / "tiny.mp4"
+    truth = face_clip(src, appear=3, n=30, face_px=18, width=1280, height=720)
+    plan = analyse(src, gallery=Gallery(), decision=DecisionSettings(mode="all"),
+                   settings=AnalysisSettings(embed_process=False, extend_seconds=0.0), engine=engine)
+    assert plan.settings["detection_size"] == [1280, 720]
+    assert plan.settings["coarse_detection_size"] == [640, 360]
+    assert (plan.settings["full_passes"], plan.settings["coarse_passes"]) == (2, 2)
+    out = tmp_path / "out.mp4"
+    render(plan, out)
+    acc = evaluate.score(src, out, truth, ["astronaut"])
+    assert acc.target_visible == 27 and acc.leaked_frames == []
+
+
 def test_the_same_input_gives_the_same_plan(tmp_path: Path, engine) -> None:
     """Three analyses with the embedding worker process and threaded detection: one plan."""
     src = tmp_path / "same.mp4"

@@ -106,6 +106,15 @@ def test_bad_model_file_is_one_clear_error(tmp_path: Path) -> None:
         make_detector("hog")
 
 
+def test_detector_threads_are_set_and_do_not_spin(detector: CenterFace) -> None:
+    """Two intra-op threads that sleep between runs: spinning ones took the cores the decoder and worker need."""
+    options = detector._session.get_session_options()
+    assert options.intra_op_num_threads == min(2, os.cpu_count() or 1)
+    assert options.inter_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert CenterFace(threads=1)._session.get_session_options().intra_op_num_threads == 1
+
+
 def _job(astronaut: np.ndarray, detector: CenterFace) -> EmbedJob:
     box = detector.detect(astronaut).xyxy[0]
     return EmbedJob([astronaut], box[None], np.full((1, 5, 2), np.nan, np.float32))

@@ -65,7 +65,29 @@ def test_the_schedule_is_a_function_of_its_inputs() -> None:
     assert runs[0] == runs[1]
 
 
-@pytest.mark.parametrize("kw", [{"full_every": 0}, {"follow_every": 0}])
+def test_two_tiers_one_fine_pass_in_three_and_coarse_passes_search_the_followed_faces() -> None:
+    s = schedule(fine_every=3)
+    face = np.array([[600, 300, 624, 330]], np.float32)
+    steps = {i: s.step(i, cut=i in (0, 53), predicted=face) for i in range(80)}
+    fine = [i for i, st in steps.items() if st.full and not st.coarse]
+    coarse = [i for i, st in steps.items() if st.full and st.coarse]
+    # A cut starts a fine pass and the count again.
+    assert fine == [0, 24, 48, 53, 77]
+    assert coarse == [8, 16, 32, 40, 61, 69]
+    # A coarse pass may miss a small face: its region is searched too, so it is followed as on other frames.
+    assert len(steps[8].regions) == 1 and steps[8].regions[0][0] < 600 < 624 < steps[8].regions[0][2]
+    assert all(not steps[i].regions for i in fine)
+
+
+def test_a_crowd_gets_a_fine_pass_instead_of_a_coarse_pass_and_many_regions() -> None:
+    s = schedule(full_pixels=640 * 360, fine_every=3)
+    crowd = np.array([[x, 100, x + 20, 125] for x in range(0, 600, 40)], np.float32)
+    s.step(0, cut=True, predicted=crowd)
+    st = s.step(8, cut=False, predicted=crowd)
+    assert st.full and not st.coarse and not st.regions
+
+
+@pytest.mark.parametrize("kw", [{"full_every": 0}, {"follow_every": 0}, {"fine_every": 0}])
 def test_bad_settings_are_refused(kw: dict) -> None:
     with pytest.raises(ValueError):
         schedule(**kw)
