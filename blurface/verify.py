@@ -13,8 +13,8 @@ What it does not embed, and why (each measured, see the constants):
 - **The same face again.** Faces are linked frame to frame by box overlap (cheap,
   no embeddings); a linked face is embedded again only every
   :data:`EMBED_EVERY` frames, or at once when it moved, grew or shrank, or its
-  detail changed (a mask that comes off: a per-frame leak), or when it was last
-  within :data:`WATCH_MARGIN` of the tolerance (then on every frame).
+  detail changed (a mask that comes off: a per-frame leak), and on every frame
+  while its last embedding was within the unsure band of a person.
 
 It stops at the first frame with a match (the verdict is known) unless ``all_frames``.
 """
