@@ -194,6 +194,11 @@ def _verify_parser() -> argparse.ArgumentParser:
     _add_matching(p)
     p.add_argument("--report", metavar="JSON", help="write the findings as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --report file")
+    p.add_argument(
+        "--all-frames", action="store_true",
+        help="read the whole video and list every frame with a match (default: stop at the first one, "
+        "the verdict is then known)",
+    )
     _add_common(p)
     return p
 
@@ -521,6 +526,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             gallery,
             engine=engine,
             tolerance=_tolerance(args),
+            all_frames=args.all_frames,
             progress=bars,
         )
     finally:
@@ -540,7 +546,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             f"box {[round(v) for v in hit.box]}"
         )
     verdict = "CLEAN" if not report.matches else f"TARGET FOUND in {report.frames_with_matches} frame(s)"
-    print(f"{video}: {verdict} ({report.frames} frames checked, {report.faces_checked} faces compared)")
+    print(
+        f"{video}: {verdict} ({report.frames} frames checked, {report.faces_detected} faces found, "
+        f"{report.faces_masked} of them masked, {report.faces_checked} compared)"
+    )
+    if report.stopped_early:
+        print(f"{video}: stopped at the first frame with a match; --all-frames checks the rest and lists every one")
     return EXIT_OK if not report.matches else EXIT_FAILURE
 
 

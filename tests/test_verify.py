@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import json
 import sys
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import cv2
 import numpy as np
 import pytest
 from conftest import decoded_images
+from people import hopper_photo
 from test_e2e import FaceClip, make_face_clip, masked_per_frame, write_photo
 
-from blurface import evaluate
+from blurface import evaluate, verify as verify_module
 from blurface.cli import main
 from blurface.detectors import CenterFace
 from blurface.embedders import Dlib
 from blurface.faces import FaceEngine
 from blurface.gallery import Gallery
+from blurface.mask import Blur, Masker, Pixelate
 from blurface.verify import verify as run_verify
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +66,9 @@ def photo(work: Path) -> Path:
 def test_verify_finds_the_target_in_the_raw_video(
     clip: FaceClip, photo: Path, work: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, report = verify(clip.path, photo, work / "raw.json")
+    code, report = verify(clip.path, photo, work / "raw.json", "--all-frames")
     assert code == 1
-    assert report["clean"] is False
+    assert report["clean"] is False and report["stopped_early"] is False
     assert report["frames"] == len(clip.boxes)
     found = {m["frame"] for m in report["matches"]}
     # HOG sees her frontal face in every frame.
@@ -101,7 +106,7 @@ def test_verify_is_more_sensitive_than_the_engine_it_is_given(clip: FaceClip, ph
     strict = FaceEngine(detector=CenterFace(threshold=0.999))  # finds nothing by itself
     assert len(strict.detect(decoded_images(clip.path)[0])) == 0
     gallery = Gallery.from_paths([photo], FaceEngine())
-    report = run_verify(clip.path, gallery, engine=strict)
+    report = run_verify(clip.path, gallery, engine=strict, all_frames=True)
     assert report.frames_with_matches == len(clip.boxes)
 
 
@@ -142,8 +147,8 @@ def blurface_verified(shared_media: Path, ham_cache: dict) -> tuple[int, dict]:
 
 
 @pytest.fixture
-def baseline_verified(shared_media: Path, ham_cache: dict) -> tuple[int, dict, evaluate.Accuracy]:
-    def make() -> tuple[int, dict, evaluate.Accuracy]:
+def baseline_verified(shared_media: Path, ham_cache: dict) -> tuple[int, dict, evaluate.Accuracy, tuple[int, dict]]:
+    def make() -> tuple[int, dict, evaluate.Accuracy, tuple[int, dict]]:
         sys.path.insert(0, str(REPO / "benchmarks"))
         try:
             from baseline import naive_blur
@@ -153,8 +158,9 @@ def baseline_verified(shared_media: Path, ham_cache: dict) -> tuple[int, dict, e
         src, out, lin = shared_media / "hamilton_clip.mp4", work / "baseline.mp4", shared_media / LIN_PHOTO
         naive_blur(src, out, Gallery.from_paths([lin], FaceEngine(embedder=Dlib())))
         truth = evaluate.load_truth(shared_media / "hamilton_truth.json")
-        code, report = verify(out, lin, work / "baseline.json")
-        return code, report, evaluate.score(src, out, truth, ["lin"])
+        code, report = verify(out, lin, work / "baseline.json", "--all-frames")
+        first = verify(out, lin, work / "baseline_first.json")
+        return code, report, evaluate.score(src, out, truth, ["lin"]), first
 
     return _once(ham_cache, "baseline", make)
 
@@ -166,16 +172,23 @@ def test_verify_hamilton_blurface_output_is_clean(blurface_verified: tuple[int, 
     assert report["matches"] == [], report["matches"][:10]
     assert code == 0
     assert report["frames"] == 275
+    # Lin's masked faces that the detector still finds are not embedded.
+    assert report["faces_masked"] > 0
+    assert report["faces_checked"] < report["faces_detected"] - report["faces_masked"]
 
 
 @pytest.mark.slow
 @pytest.mark.shared
 def test_verify_hamilton_baseline_output_leaks(
-    shared_media: Path, baseline_verified: tuple[int, dict, evaluate.Accuracy]
+    shared_media: Path, baseline_verified: tuple[int, dict, evaluate.Accuracy, tuple[int, dict]]
 ) -> None:
-    code, report, accuracy = baseline_verified
+    code, report, accuracy, (first_code, first) = baseline_verified
     assert code == 1
     assert report["clean"] is False and report["frames"] == 275
+    # Without --all-frames: the same verdict, from the first leaked frame, and no further.
+    assert first_code == 1 and first["stopped_early"] is True
+    assert first["frames"] == report["matches"][0]["frame"] + 1
+    assert first["matches"] == [m for m in report["matches"] if m["frame"] == report["matches"][0]["frame"]]
     truth = evaluate.load_truth(shared_media / "hamilton_truth.json")
     # Every reported face is Lin, at his box, except Alex in full profile: a single
     # per-frame profile embedding lands within the tolerance of Lin's photo (0.59 at frame
@@ -196,3 +209,78 @@ def test_verify_hamilton_baseline_output_leaks(
     # the tolerance, are not claimed.)
     near = {m["frame"] for m in report["near"]}
     assert {116, 117, 118, 119} <= set(found) | near, (found, sorted(near))
+
+# --------------------------------------------------------------------------- what verify embeds
+
+
+def test_verify_stops_at_the_first_match_with_the_same_verdict(
+    clip: FaceClip, photo: Path, work: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, first = verify(clip.path, photo, work / "first.json")
+    capsys.readouterr()
+    all_code, every = verify(clip.path, photo, work / "every.json", "--all-frames")
+    assert code == all_code == 1
+    # Her face is in frame 0: the check ends there, and says so.
+    assert first["stopped_early"] is True and first["frames"] == 1
+    assert first["matches"] == [m for m in every["matches"] if m["frame"] == 0] != []
+    assert every["frames"] == len(clip.boxes) and every["stopped_early"] is False
+
+
+def _write_masked(src: Path, dst: Path, boxes: list[np.ndarray | None], effect: object, *, leak: int | None) -> None:
+    """Copy ``src`` with the face masked by ``effect`` in every frame but ``leak`` (a per-frame leak)."""
+    masker = Masker(effect)
+    with av.open(str(dst), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        for i, image in enumerate(decoded_images(src)):
+            if i == 0:
+                stream.width, stream.height, stream.pix_fmt = image.shape[1], image.shape[0], "yuv420p"
+                stream.options = {"crf": "18", "preset": "veryfast"}
+            if i != leak and boxes[i] is not None:
+                image = masker.apply(image.copy(), np.asarray(boxes[i], np.float32)[None])
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+
+
+def test_detail_tells_a_blurred_face_from_a_sharp_one(clip: FaceClip) -> None:
+    image = decoded_images(clip.path)[5]
+    box = np.asarray(clip.boxes[5], np.float32)
+    sharp = verify_module.detail(image, box)
+    blurred = verify_module.detail(Masker(Blur()).apply(image.copy(), box[None]), box)
+    pixelated = verify_module.detail(Masker(Pixelate()).apply(image.copy(), box[None]), box)
+    assert sharp > 5 * verify_module.MASKED_DETAIL
+    assert blurred < verify_module.MASKED_DETAIL
+    # Blocks have edges: a pixelated face is compared, never skipped as masked.
+    assert pixelated > verify_module.MASKED_DETAIL
+    flat = np.full_like(image, 3)
+    assert verify_module.detail(flat, box) == 0.0
+
+
+def test_verify_skips_masked_faces_and_finds_a_one_frame_leak(clip: FaceClip, photo: Path, work: Path) -> None:
+    """The naive baseline's failure in small: masked everywhere but one frame."""
+    leaky = work / "leaky.mp4"
+    _write_masked(clip.path, leaky, clip.boxes, Blur(), leak=11)
+    gallery = Gallery.from_paths([photo], FaceEngine())
+    report = run_verify(leaky, gallery, all_frames=True)
+    assert {h.frame for h in report.matches} == {11}
+    assert report.frames == len(clip.boxes)
+    # Every blurred face the detector still finds is skipped: only the leak is compared.
+    assert report.faces_masked == report.faces_detected - 1
+    assert report.faces_checked == 1
+    first = run_verify(leaky, gallery)
+    assert first.frames == 12 and [h.frame for h in first.matches] == [11] and first.stopped_early
+
+
+def test_verify_embeds_a_followed_stranger_once_per_embed_every(photo: Path, work: Path) -> None:
+    """A face far from every target is embedded again only after ``embed_every`` frames (or when it moves)."""
+    slow = make_face_clip(work / "slow.mp4", n_frames=24, width=280, height=270, audio=False)
+    hopper = work / "hopper.jpg"
+    cv2.imwrite(str(hopper), hopper_photo())
+    gallery = Gallery.from_paths([hopper], FaceEngine())
+    every = run_verify(slow.path, gallery, all_frames=True, embed_every=1)
+    sampled = run_verify(slow.path, gallery, all_frames=True)
+    assert every.matches == sampled.matches == []
+    assert every.faces_detected == sampled.faces_detected >= len(slow.boxes)
+    assert every.faces_checked == every.faces_detected
+    assert sampled.faces_checked <= every.faces_checked // 3, (sampled.faces_checked, every.faces_checked)
