@@ -221,7 +221,7 @@ def test_inputs_that_meet_at_one_output_get_distinct_outputs(tmp_path, capsys) -
         masked = masked_per_frame(clips[rel].path, out / output, clips[rel].boxes)
         assert masked and all(masked), rel
     # Stable: a rerun plans the same outputs and redoes nothing.
-    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert main(["batch", str(arch), "-o", str(out), "--all"]) == 0
     assert "4 already up to date" in capsys.readouterr().err
     assert {rel: r["completions"] for rel, r in manifest_rows(out).items()} == dict.fromkeys(expected, 1)
     # The real x.avi.mp4 leaves the archive: x.avi takes its plain output again, and its "(2)" copy goes.
@@ -229,7 +229,7 @@ def test_inputs_that_meet_at_one_output_get_distinct_outputs(tmp_path, capsys) -
     assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
     assert report_rows(out)["x.avi"]["output"] == "x.avi.mp4"
     assert media.probe(out / "x.avi.mp4").frame_count == 12 and not (out / "x.avi (2).mp4").exists()
-    assert main(["batch", str(arch), "-o", str(out), "--all", "-q"]) == 0
+    assert main(["batch", str(arch), "-o", str(out), "--all"]) == 0
     assert "3 already up to date" in capsys.readouterr().err
     assert manifest_rows(out)["x.avi"]["completions"] == 2
 
