@@ -295,8 +295,8 @@ class FaceTracker:
             in between are interpolated). Raise it to bridge longer detector misses
             and occlusions (interpolated masks over longer stretches); lower it if
             people leave and others arrive at the same place within that time.
-        embedding_gate: largest embedding distance (on the embedder's scale: its
-            ``track_gate``) at which a detection may join a track. Lower splits
+        embedding_gate: largest embedding distance (on the embedder's scale: the analysis
+            passes its ``track_gate``; the default 0.6 is dlib's) at which a detection may join a track. Lower splits
             tracks more readily at crossings; higher trusts geometry more.
         embedding_weight: how strongly embedding distance counts against geometry in
             ambiguous pairs. Raise it to let identity override position at crossings.
