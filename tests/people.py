@@ -289,3 +289,24 @@ def make_crossing_clip(
         out.mux(video.encode())
         write_tone(out, astream, float(n_frames / fps), 440)
     return PeopleClip(path, truth, [target.name, passer.name])
+
+
+def plan_from_truth(clip: PeopleClip, path: Path):  # noqa: ANN201 - blurface.plan.Plan
+    """A plan of ``clip`` with no detector: each person a track at their exact boxes, the astronaut
+    masked (the target, matched), everyone else kept ("other"); saved to ``path`` and loaded back."""
+    from blurface import media
+    from blurface.plan import Plan
+    from blurface.types import Track
+
+    info = media.probe(clip.path)
+    tracks = []
+    for tid, who in enumerate(clip.names):
+        boxes = clip.boxes_of(who)
+        target = who == "astronaut"
+        tracks.append(Track(
+            id=tid, frames=np.arange(len(boxes)), xyxy=np.array(boxes, np.float32), source=np.zeros(len(boxes)),
+            identity="astronaut" if target else None, distance=0.3 if target else 1.5,
+            decision="target" if target else "other", masked=target, reason="made for the test",
+        ))
+    Plan(video=info, mode="target", settings={}, tracks=tracks, times=media.frame_times(info)).save(path)
+    return Plan.load(path)

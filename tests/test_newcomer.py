@@ -15,39 +15,23 @@ import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from people import make_people_clip, package_heads
+from people import make_people_clip, package_heads, plan_from_truth
 
 from blurface import media
 from blurface.cli import main
 from blurface.plan import Plan
-from blurface.types import Track
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _plan_from_truth(clip, path: Path) -> Plan:
-    """Both people as tracks at their exact boxes: the astronaut masked, Hopper kept (no detector)."""
-    info = media.probe(clip.path)
-    tracks = []
-    for tid, who in enumerate(clip.names):
-        boxes = clip.boxes_of(who)
-        tracks.append(Track(
-            id=tid, frames=np.arange(len(boxes)), xyxy=np.array(boxes, np.float32), source=np.zeros(len(boxes)),
-            identity="astronaut" if who == "astronaut" else None, distance=0.3 if who == "astronaut" else 1.5,
-            decision="target" if who == "astronaut" else "other", masked=who == "astronaut", reason="made for the test",
-        ))
-    plan = Plan(video=info, mode="target", settings={}, tracks=tracks, times=media.frame_times(info))
-    plan.save(path)
-    return Plan.load(path)
 
 
 @pytest.fixture
 def clip_and_plan(tmp_path: Path):
     clip = make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=30, width=384, height=216, face_px=56)
     plan_path = tmp_path / "two.plan.json"
-    _plan_from_truth(clip, plan_path)
+    plan_from_truth(clip, plan_path)
     return clip, plan_path
 
 

@@ -28,28 +28,12 @@ from blurface.boxes import iou_matrix
 from blurface.evaluate import box_is_masked, load_truth, score
 from blurface.plan import Plan
 from blurface.server import ReviewSession, start, stop
-from blurface.types import Track
 
-from people import make_people_clip, package_heads, shared_dir
+from people import make_people_clip, package_heads, plan_from_truth, shared_dir
 
 pytestmark = pytest.mark.slow
 
 
-def _plan_from_truth(clip, path: Path) -> Plan:
-    """Both people as tracks at their exact boxes: the astronaut masked (the target), Hopper kept."""
-    info = media.probe(clip.path)
-    tracks = []
-    for tid, who in enumerate(clip.names):
-        boxes = clip.boxes_of(who)
-        tracks.append(Track(
-            id=tid, frames=np.arange(len(boxes)), xyxy=np.array(boxes, np.float32), source=np.zeros(len(boxes)),
-            identity="astronaut" if who == "astronaut" else None, distance=0.3 if who == "astronaut" else 0.9,
-            decision="target" if who == "astronaut" else "other", masked=who == "astronaut",
-            reason="made for the test",
-        ))
-    plan = Plan(video=info, mode="target", settings={}, tracks=tracks, times=media.frame_times(info))
-    plan.save(path)
-    return Plan.load(path)
 
 
 @pytest.fixture
@@ -62,7 +46,7 @@ def server_options() -> dict:
 def review(tmp_path: Path, server_options: dict):
     clip = make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=30, width=384, height=216, face_px=56)
     plan_path = tmp_path / "two.plan.json"
-    plan = _plan_from_truth(clip, plan_path)
+    plan = plan_from_truth(clip, plan_path)
     session = ReviewSession(plan, clip.path, save_path=plan_path, output=tmp_path / "two.reviewed.mp4",
                             people_dir=tmp_path / "people")
     session.prepare()
