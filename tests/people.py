@@ -159,6 +159,17 @@ def paste_head(
     return face + np.array([x1, y1, x1, y1], np.float32), cover
 
 
+def add_streams(out: av.container.OutputContainer, width: int, height: int, fps: Fraction,
+                tb: Fraction) -> tuple[av.VideoStream, av.AudioStream]:
+    """An H.264 video stream (CRF 20, keyframe every 12 frames, time base ``tb``) and a mono AAC stream."""
+    video = out.add_stream("libx264", rate=fps)
+    video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+    video.time_base = video.codec_context.time_base = tb
+    video.options = {"crf": "20", "preset": "veryfast"}
+    video.codec_context.gop_size = 12
+    return video, out.add_stream("aac", rate=48000, layout="mono")
+
+
 def write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float, hz: float) -> None:
     """Mux ``seconds`` of a mono 48 kHz sine at ``hz`` into ``stream`` from time 0, and flush it."""
     total = math.ceil(seconds * 48000)
@@ -195,12 +206,7 @@ def make_people_clip(
     column = width / len(names)
     truth: list[list[dict]] = []
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.time_base = video.codec_context.time_base = tb
-        video.options = {"crf": "20", "preset": "veryfast"}
-        video.codec_context.gop_size = 12
-        astream = out.add_stream("aac", rate=48000, layout="mono")
+        video, astream = add_streams(out, width, height, fps, tb)
         for i in range(n_frames):
             t = i / max(1, n_frames - 1)
             image = bg.astype(np.float32)
@@ -253,11 +259,7 @@ def make_crossing_clip(
     truth: list[list[dict]] = []
 
     with av.open(str(path), "w") as out:
-        video = out.add_stream("libx264", rate=fps)
-        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
-        video.time_base = video.codec_context.time_base = tb
-        video.options = {"crf": "20", "preset": "veryfast"}
-        astream = out.add_stream("aac", rate=48000, layout="mono")
+        video, astream = add_streams(out, width, height, fps, tb)
         for i in range(n_frames):
             image = bg.astype(np.float32)
             hidden = away[0] <= i < away[1]
