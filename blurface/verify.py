@@ -221,7 +221,7 @@ def verify(
     gallery: Gallery,
     *,
     engine: FaceEngine | None = None,
-    tolerance: float = DEFAULT_TOLERANCE,
+    tolerance: float | None = None,
     all_frames: bool = False,
     embed_every: int = EMBED_EVERY,
     progress: Callable[[str, int], None] | None = None,
@@ -232,6 +232,7 @@ def verify(
     ``near``: they do not fail the check, but a person should look at them.
 
     Args:
+        tolerance: ``None``: the embedder's own (its distances are on its own scale).
         engine: its embedder is used; its detector only if it is at least as sensitive
             as :data:`SENSITIVE_THRESHOLD` (verify must stay more sensitive than the pass it checks).
         all_frames: read the whole video and list every frame with a match; by default
@@ -252,6 +253,8 @@ def verify(
         detector = make_detector(threshold=SENSITIVE_THRESHOLD)
     embedder = engine.embedder if engine is not None else FaceEngine(detector=detector).embedder
     near_margin = float(getattr(embedder, "unsure_margin", DEFAULT_UNSURE_MARGIN))
+    if tolerance is None:
+        tolerance = float(getattr(embedder, "tolerance", DEFAULT_TOLERANCE))
     info = media.probe(video)
     report = VerifyReport(video=str(video), frames=0, faces_checked=0, tolerance=tolerance, near_margin=near_margin)
     sampler = _Sampler(watch=tolerance + near_margin + WATCH_MARGIN, every=embed_every)
