@@ -12,7 +12,6 @@ import json
 import re
 import shlex
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -62,7 +61,7 @@ def test_review_starts_though_the_output_of_the_quick_start_exists(clip_and_plan
 
 def test_render_on_the_page_refuses_an_existing_output_with_one_line_and_overwrite_replaces_it(
         clip_and_plan, tmp_path: Path) -> None:
-    from test_server import _get, _post
+    from test_server import _get, _post, _rendered
 
     from blurface.server import ReviewSession, start, stop
 
@@ -84,11 +83,7 @@ def test_render_on_the_page_refuses_an_existing_output_with_one_line_and_overwri
                 assert out.read_bytes() == b"an earlier render"
                 continue
             assert status == 200, answer
-            for _ in range(600):
-                state = json.loads(_get(server, "/api/render")[1])
-                if state["state"] != "running":
-                    break
-                time.sleep(0.2)
+            state = _rendered(server)
             assert state["state"] == "done", state
             assert media.probe(out).frame_count == 30
         finally:

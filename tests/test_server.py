@@ -66,6 +66,16 @@ def _get(server, path: str, *, token: bool = True, headers: dict | None = None) 
         return e.code, e.read()
 
 
+def _rendered(server) -> dict:  # noqa: ANN001
+    """The render's state once it is no longer running (at most 2 minutes)."""
+    for _ in range(600):
+        state = json.loads(_get(server, "/api/render")[1])
+        if state["state"] != "running":
+            return state
+        time.sleep(0.2)
+    return state
+
+
 def _post(server, path: str, body: dict, *, token: str | None = None, headers: dict | None = None) -> tuple[int, dict]:
     h = {"Content-Type": "application/json", "X-Blurface-Token": server.token if token is None else token}
     h.update(headers or {})
@@ -158,11 +168,7 @@ def test_render_follows_the_toggles_and_a_frame_range(review, tmp_path: Path) ->
     status, answer = _post(server, "/api/track", {"id": 1, "masked": True, "reason": "minor", "first": 10, "last": 19})
     assert status == 200 and answer["track"] != 1, "the masked part is a track of its own"
     assert _post(server, "/api/render", {})[0] == 200
-    for _ in range(600):
-        state = json.loads(_get(server, "/api/render")[1])
-        if state["state"] != "running":
-            break
-        time.sleep(0.2)
+    state = _rendered(server)
     assert state["state"] == "done", state
     assert state["done"] == state["total"] == 30
     out = Path(state["output"])
