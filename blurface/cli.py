@@ -388,13 +388,6 @@ def _render_settings(args: argparse.Namespace):  # noqa: ANN202 - imported lazil
     return RenderSettings(effect=args.mask, shape=args.shape, pad=pad, encode=encode)
 
 
-def _tolerance(args: argparse.Namespace) -> float:
-    """``--tolerance``, or the chosen embedder's own."""
-    from .embedders import embedder_settings
-
-    return embedder_settings(args.embedder).tolerance if args.tolerance is None else args.tolerance
-
-
 def _analysis(args: argparse.Namespace):  # noqa: ANN202 - AnalysisSettings, imported lazily
     """The preset ``--fast``/``--thorough`` choose (default balanced), with ``--embedder``."""
     from .pipeline import PRESETS
@@ -435,7 +428,7 @@ def _cmd_blur(args: argparse.Namespace) -> int:
             targets=args.target or None,
             keep=args.keep or None,
             all_faces=args.all,
-            tolerance=_tolerance(args),
+            tolerance=args.tolerance,
             mask_unsure=args.unsure == "mask",
             analysis=_analysis(args),
             render_settings=render_settings,
@@ -525,7 +518,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             args.video,
             gallery,
             engine=engine,
-            tolerance=_tolerance(args),
+            tolerance=args.tolerance,
             all_frames=args.all_frames,
             progress=bars,
         )
@@ -659,7 +652,7 @@ def _run_for_editors(
     if plan_in is None:
         analysis = dict(
             targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-            tolerance=_tolerance(args), mask_unsure=args.unsure == "mask",
+            tolerance=args.tolerance, mask_unsure=args.unsure == "mask",
             analysis=_analysis(args),
             strict_reference=args.strict_reference,
         )
@@ -888,7 +881,7 @@ def _decided_plan(args: argparse.Namespace, bars: _Bars):  # noqa: ANN202 - Plan
         return Plan.load(args.plan)
     return make_plan(
         args.video, targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-        tolerance=_tolerance(args), mask_unsure=args.unsure == "mask",
+        tolerance=args.tolerance, mask_unsure=args.unsure == "mask",
         analysis=_analysis(args),
         strict_reference=args.strict_reference, progress=bars,
     )
