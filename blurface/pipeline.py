@@ -639,7 +639,8 @@ class Analyser:
 
     def _number_parts(self, next_id: int) -> None:
         """Give split parts their ids (after every tracker id, ordered by the split track's first frame)."""
-        for original, pieces in sorted(self._pending_parts, key=lambda x: (x[1][0].first, x[0])):
+        self._pending_parts.sort(key=lambda x: (x[1][0].first, x[0]))
+        for original, pieces in self._pending_parts:
             for i, piece in enumerate(pieces):
                 if i > 0:
                     piece.id = next_id
@@ -655,7 +656,7 @@ class Analyser:
         return [
             {"track": original, "parts": [p.id for p in pieces],
              "frames": [[by_id[p.id].first, by_id[p.id].last] for p in pieces]}
-            for original, pieces in sorted(self._pending_parts, key=lambda x: (x[1][0].first, x[0]))
+            for original, pieces in self._pending_parts  # in id order since _number_parts
         ]
 
     def _result(self, future: Future, job: EmbedJob) -> np.ndarray:
