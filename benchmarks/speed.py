@@ -169,7 +169,7 @@ def bench_clip(label: str, clip: Path, target: Path, truth: list | None, workdir
 # numbers are cumulative seconds of those functions; stages can nest (decode runs inside
 # the analysis), so they do not add up to the total.
 STAGES = [
-    ("start-up: models, reference photos", "analysis", ["blurface.pipeline:default_engine", "blurface.gallery:Gallery.from_paths"]),
+    ("start-up: models, reference photos", "analysis", ["blurface.analysis:default_engine", "blurface.gallery:Gallery.from_paths"]),
     ("decode (grey, BGR where detected)", "analysis", ["blurface.media.decode:iter_frames"]),
     ("scene cuts", "analysis", ["blurface.track:SceneCutDetector.update"]),
     ("detection: whole-frame passes", "analysis", ["blurface.detectors:CenterFace.detect"]),
@@ -227,7 +227,7 @@ def profile(clip: Path, target: Path, work: Path) -> None:
                 total += stats[key][3] if key in stats else 0.0
         return total
 
-    whole = {"analysis": seconds(["blurface.pipeline:make_plan"]), "render": seconds(["blurface.pipeline:render"])}
+    whole = {"analysis": seconds(["blurface.analysis:make_plan"]), "render": seconds(["blurface.rendering:render"])}
     print(f"\nprofile, {info.width}x{info.height}, {frames} frames, one process (embeddings inline), cProfile overhead"
           " included; decode and x264 run on threads of their own, so a pass's stages can add up to more than it:")
     for name in ("analysis", "render"):

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import time as _time
-from collections.abc import Callable
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -23,13 +22,13 @@ import numpy as np
 from . import media, overlay
 from .files import make_temp_dir, write_atomically
 from .mask import Masker, Solid
-from .pipeline import RenderSettings, check_same_video, make_plan
+from .analysis import make_plan
+from .rendering import RenderSettings, check_same_video
 from .plan import Plan, decision_counts
-from .types import InputError, OutputError, Result, Track
+from .types import InputError, OutputError, Progress, Result, Track, VideoInfo
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[str, int], None]
 
 # Seconds analysed before and after a range when there is no plan. A track's identity is
 # decided from its best crops over its whole life: a face that was turned away during the
@@ -102,21 +101,24 @@ def analyse_range(
     *,
     margin: float = ANALYSIS_MARGIN,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
+    times: np.ndarray | None = None,
     **plan_options: object,
 ) -> Plan:
     """Analyse ``[start - margin, end + margin)`` of ``src``; a plan numbered like a full analysis.
 
     The range is copied packet for packet (no re-encoding, so the frames are the
-    source's own) into a temporary file, which :func:`~blurface.pipeline.make_plan`
+    source's own) into a temporary file, which :func:`~blurface.analysis.make_plan`
     analyses; its tracks are then renumbered to the source's frames. The temporary
     file holds unmasked video: it lives in a private folder of the system temp folder
     and is removed (by a later run, should this one be killed: :func:`~blurface.files.make_temp_dir`).
 
     Args:
+        info, times: ``src``'s probe and frame times, when the caller has them.
         plan_options: ``targets``, ``keep``, ``all_faces``, ``tolerance``, ... of ``make_plan``.
     """
-    info = media.probe(src)
-    times = media.frame_times(info)
+    info = info if info is not None else media.probe(src)
+    times = times if times is not None else media.frame_times(info)
     _frames_in(times, start, end, info.path)  # refuse an empty range before the analysis
     lo = times[0] if start is None else max(times[0], start - margin)
     hi = times[-1] + 1 if end is None else end + margin
@@ -172,6 +174,7 @@ def render_range(
     src: str | os.PathLike | None = None,
     overwrite: bool = False,
     progress: Progress | None = None,
+    info: VideoInfo | None = None,
 ) -> Result:
     """Mask frames ``[start, end)`` as the plan says and write them, with the first audio track, to ``dst``.
 
@@ -184,7 +187,7 @@ def render_range(
         InputError: the range holds no frame, or ``src`` is not the plan's video.
         OutputError: ``dst`` cannot be written.
     """
-    info = media.probe(src if src is not None else plan.video.path)
+    info = info if info is not None else media.probe(src if src is not None else plan.video.path)
     check_same_video(info, plan)
     first, last = frame_range(plan, start, end)
     expect(progress, "render", last - first + 1)
@@ -320,13 +323,14 @@ def write_contact_sheet(
     start: float | None = None,
     end: float | None = None,
     per_track: int = 5,
+    info: VideoInfo | None = None,
 ) -> int:
     """Write a PNG with one row per track seen in ``[start, end)``: face crops and the decision.
 
     The crops are **not masked**: the sheet is for the reviewer who checks the decisions.
-    Returns the number of rows (tracks).
+    Returns the number of rows (tracks). ``info``: the video's probe, when the caller has it.
     """
-    info = media.probe(src if src is not None else plan.video.path)
+    info = info if info is not None else media.probe(src if src is not None else plan.video.path)
     check_same_video(info, plan)
     first, last = frame_range(plan, start, end)
     tracks = [t for t in plan.tracks if t.last >= first and t.first <= last]
@@ -368,80 +372,19 @@ def write_contact_sheet(
     return len(tracks)
 
 
-# --------------------------------------------------------------------------- one run, every output
+def produce(src, dst, *, plan=None, analysis=None, start=None, end=None, settings=RenderSettings(),  # noqa: ANN001, ANN201
+            height=None, show_overlay=False, matte=None, contact_sheet=None, report=None, plan_out=None,
+            overwrite=False, command=(), progress=None):
+    """TEMPORARY: the old entry point, until the CLI calls :func:`blurface.pipeline.run`."""
+    from .pipeline import Outputs, Request, Who, run
 
-
-def produce(
-    src: str | os.PathLike,
-    dst: str | os.PathLike,
-    *,
-    plan: Plan | None = None,
-    analysis: dict | None = None,
-    start: float | None = None,
-    end: float | None = None,
-    settings: RenderSettings = RenderSettings(),
-    height: int | None = None,
-    show_overlay: bool = False,
-    matte: str | os.PathLike | None = None,
-    contact_sheet: str | os.PathLike | None = None,
-    report: str | os.PathLike | None = None,
-    plan_out: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    command: list[str] | tuple[str, ...] = (),
-    progress: Progress | None = None,
-) -> Result:
-    """Analyse (unless ``plan`` is given), render ``dst`` and write the side files asked for.
-
-    A range (``start``/``end``), a proxy ``height`` or an overlay renders with
-    :func:`render_range`; otherwise the whole video with :func:`pipeline.render`.
-    The report, when asked for, hashes the input first and checks it again at the end.
-
-    Args:
-        analysis: options of :func:`~blurface.pipeline.make_plan` (``targets``, ``keep``, ...),
-            used when ``plan`` is ``None``.
-    """
-    from .pipeline import render
-    from .report import AuditReport
-
-    ranged = start is not None or end is not None
-    audit = None
-    if report is not None:
-        audit = AuditReport(
-            report, src, command=list(command),
-            settings={
-                "render": settings, "range": {"from": start, "to": end}, "preview_height": height,
-                "overlay": show_overlay, "plan_given": plan is not None,
-                "analysis_options": analysis, "analysis_margin_s": ANALYSIS_MARGIN if ranged and plan is None else None,
-            },
-        )
-    started = _time.perf_counter()
+    options = dict(analysis or {})
+    who = None
     if plan is None:
-        options = dict(analysis or {})
-        plan = analyse_range(src, start, end, progress=progress, **options) if ranged else make_plan(
-            src, progress=progress, **options)  # type: ignore[arg-type]
-    analysed = _time.perf_counter() - started
-    if ranged or height is not None or show_overlay:
-        result = render_range(plan, dst, start=start, end=end, settings=settings, height=height,
-                              show_overlay=show_overlay, src=src, overwrite=overwrite, progress=progress)
-    else:
-        result = render(plan, dst, settings=settings, src=src, overwrite=overwrite, progress=progress)
-    side: dict[str, str | os.PathLike] = {}
-    if plan_out is not None:
-        plan.save(plan_out)
-        side["plan"] = plan_out
-    if matte is not None:  # frame by frame: a bar of its own
-        write_matte(plan, matte, settings=settings, start=start, end=end, rebase=ranged, src=src, overwrite=overwrite,
-                    progress=progress)
-        side["matte"] = matte
-    # A contact sheet decodes its crops and a report hashes the files: a second or more each, one step each.
-    expect(progress, "side files", (contact_sheet is not None) + (audit is not None))
-    if contact_sheet is not None:
-        write_contact_sheet(plan, contact_sheet, src=src, start=start, end=end)
-        side["contact_sheet"] = contact_sheet
-        if progress:
-            progress("side files", 1)
-    if audit is not None:
-        audit.finish(plan, dst, side_files=side, result=result)
-        if progress:
-            progress("side files", 1)
-    return replace(result, seconds_analyse=analysed)
+        who = Who.from_args(options.pop("targets", None), options.pop("keep", None), options.pop("all_faces", False))
+    request = Request(
+        source=src, outputs=Outputs(video=dst, plan=plan_out, matte=matte, contact_sheet=contact_sheet, report=report),
+        who=who, plan=plan, start=start, end=end, render=settings, preview_height=height, overlay=show_overlay,
+        overwrite=overwrite, command=tuple(command), **options,
+    )
+    return run(request, progress)

@@ -68,6 +68,9 @@ class Interrupted(BlurfaceError):
     exit_code = 130
 
 
+# Called with the stage ("analyse", "render", "matte", ...) and the number of steps just done.
+Progress = Callable[[str, int], None]
+
 @dataclass
 class Faces:
     """Faces found in one frame, as parallel arrays (after supervision's ``Detections``).

@@ -12,7 +12,7 @@ from blurface.embedders import SFace
 from blurface.evaluate import score
 from blurface.gallery import Gallery, Person
 from blurface.identity import parts, split_track
-from blurface.pipeline import _CropBuffer
+from blurface.analysis import _CropBuffer
 from blurface.plan import Plan
 from blurface.track import box_at
 from blurface.types import SOURCE_DETECTED, Track

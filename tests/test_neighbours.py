@@ -201,7 +201,7 @@ def test_the_preview_spares_the_same_face(reviewed, tmp_path: Path) -> None:  # 
 def test_interlaced_render_spares_the_neighbour_in_both_fields() -> None:
     """Interlaced output masks each face at its box and halfway to the next frame's: spared faces are spared at both."""
     from blurface.mask import Masker, Solid
-    from blurface.pipeline import _PlanMasks
+    from blurface.rendering import _PlanMasks
     from blurface.plan import Plan
     from blurface.types import Track, VideoInfo
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blurface.pipeline import AnalysisSettings, _frames_to_leave, detection_scale
+from blurface.analysis import AnalysisSettings, _frames_to_leave, detection_scale
 from blurface.types import SOURCE_DETECTED, SOURCE_INTERPOLATED, Track
 
 
