@@ -1,0 +1,114 @@
+"""pipeline.run: one composer for every entry point. Probes once, writes all its outputs or none."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+from people import astronaut_photo, make_people_clip, package_heads
+from test_metadata import make_tagged
+
+from blurface import media, review
+from blurface.cli import main
+from blurface.pipeline import Outputs, Request, Who, run
+from blurface.plan import Plan
+from blurface.types import InputError, OutputError
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return make_people_clip(tmp_path / "two.mp4", package_heads(), n_frames=10, width=256, height=144,
+                            face_px=44).path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "astronaut.jpg"
+    cv2.imwrite(str(path), astronaut_photo())
+    return path
+
+
+def _count_calls(monkeypatch: pytest.MonkeyPatch, name: str) -> dict[str, int]:
+    """Calls of ``media.<name>`` per file, wherever blurface makes them (every module calls it through ``media``)."""
+    calls: dict[str, int] = {}
+    real = getattr(media, name)
+
+    def counted(arg, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        path = str(Path(getattr(arg, "path", arg)).resolve())
+        calls[path] = calls.get(path, 0) + 1
+        return real(arg, *args, **kwargs)
+
+    monkeypatch.setattr(media, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("extra", [[], ["--from", "0.35", "--to", "0.5"]], ids=["whole", "range"])
+def test_the_main_command_probes_its_input_once_with_every_side_file(
+    clip: Path, target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: list[str],
+) -> None:
+    probes = _count_calls(monkeypatch, "probe")
+    times = _count_calls(monkeypatch, "frame_times")
+    out = tmp_path / "out.mp4"
+    side = [tmp_path / "plan.json", tmp_path / "matte.mov", tmp_path / "sheet.png", tmp_path / "report.json"]
+    code = main([str(clip), "--target", str(target), "-o", str(out), "--plan", str(side[0]), "--matte", str(side[1]),
+                 "--contact-sheet", str(side[2]), "--report", str(side[3]), "-q", *extra])
+    assert code == 0
+    assert out.is_file() and all(p.is_file() for p in side)
+    key = str(clip.resolve())
+    assert probes[key] == 1, probes
+    assert times.get(key, 0) <= 1, times
+    # Everything was about the one input (the report's HTML and the outputs are not probed as inputs).
+    report = json.loads(side[3].read_text())
+    assert report["input"]["unchanged"] is True and report["settings"]["plan_given"] is False
+
+
+def test_a_plan_saved_with_side_files_records_the_dropped_metadata(tmp_path: Path) -> None:
+    # The editor path once saved its plan before anyone filled this in: reviewers saw nothing dropped.
+    src = make_tagged(tmp_path / "phone.mp4", rotation=0)
+    plan_path = tmp_path / "plan.json"
+    code = main([str(src), "--all", "-q", "-o", str(tmp_path / "out.mp4"), "--plan", str(plan_path),
+                 "--report", str(tmp_path / "report.json")])
+    assert code == 0
+    dropped = Plan.load(plan_path).metadata_dropped
+    assert "com.apple.quicktime.location.ISO6709" in dropped, dropped
+
+
+def test_a_side_file_that_fails_takes_every_output_of_the_run_with_it(
+    clip: Path, target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def full_disk(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise OutputError("sheet.png: no space left on device")
+
+    monkeypatch.setattr(review, "write_contact_sheet", full_disk)
+    outputs = Outputs(video=tmp_path / "out.mp4", plan=tmp_path / "plan.json", matte=tmp_path / "matte.mov",
+                      contact_sheet=tmp_path / "sheet.png")
+    with pytest.raises(OutputError, match="no space"):
+        run(Request(source=clip, outputs=outputs, who=Who.from_args([target])))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["astronaut.jpg", "two.mp4"]
+
+
+def test_who_is_exactly_one_of_target_keep_or_all(target: Path) -> None:
+    assert Who.from_args([target]) == Who("target", (target,))
+    assert Who.from_args(keep=[target]).mode == "keep"
+    assert Who.from_args(all_faces=True) == Who("all")
+    with pytest.raises(InputError, match="give exactly one of targets, keep or all_faces"):
+        Who.from_args()
+    with pytest.raises(InputError, match="give exactly one of --target, --keep or --all"):
+        Who.from_args([target], all_faces=True, names=("--target", "--keep", "--all"))
+
+
+def test_a_request_renders_either_a_plan_or_an_analysis(clip: Path, target: Path, tmp_path: Path) -> None:
+    outputs = Outputs(video=tmp_path / "out.mp4")
+    with pytest.raises(InputError, match="exactly one of who"):
+        run(Request(source=clip, outputs=outputs))
+    plan_path = tmp_path / "plan.json"
+    run(Request(source=clip, outputs=Outputs(video=tmp_path / "first.mp4", plan=plan_path),
+                who=Who.from_args([target])))
+    plan = Plan.load(plan_path)
+    with pytest.raises(InputError, match="rendered as it is"):
+        run(Request(source=clip, outputs=Outputs(video=tmp_path / "again.mp4", plan=tmp_path / "p2.json"), plan=plan))
+    # The saved plan renders to the same bytes as the run that made it.
+    run(Request(source=clip, outputs=outputs, plan=plan))
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "first.mp4").read_bytes()
