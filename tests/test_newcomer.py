@@ -224,3 +224,59 @@ def test_readme_audit_example_is_what_the_sample_gives(tmp_path: Path) -> None:
     assert f'"distance": {track["distance"]}' in excerpt, track
     assert json.dumps(track["reason"]) in excerpt, track
     assert json.dumps(track["masked_frames"]) in excerpt, track
+
+
+# --------------------------------------------------------------------------- every output the README shows
+
+
+def _shown_runs() -> list[tuple[str, list[str], list[str]]]:
+    """``(title, commands, lines shown)`` for every README example on the sample that shows its output.
+
+    A ``sh`` block followed by an output block, or a transcript (``$ command`` then its lines).
+    Examples on other files (``talk.mp4``) are illustrations run by tests/test_readme.py; the
+    review page's (a server) and the audit example (tested above, hashes and all) are left out.
+    """
+    blocks = _fenced_blocks((REPO / "README.md").read_text(encoding="utf-8"))
+    runs = []
+    for i, (language, body) in enumerate(blocks):
+        if language == "sh" and i + 1 < len(blocks) and blocks[i + 1][0] == "":
+            commands = [c.split("  #")[0].strip() for c in body.splitlines() if c.startswith("blurface ")]
+            shown = [ln for ln in blocks[i + 1][1].splitlines() if ln and "%|" not in ln]
+            if commands and all("samples/" in c for c in commands):
+                runs.append((commands[0], commands, shown))
+        elif language == "" and body.startswith("$ ") and "$ sha256sum" not in body:
+            command, shown = None, []
+            for line in body.splitlines() + ["$ end"]:
+                if line.startswith("$ "):
+                    if command and not command.startswith("blurface review"):
+                        runs.append((command, [command], shown))
+                    command, shown = line[2:], []
+                elif line:
+                    shown.append(line)
+    return runs
+
+
+def _same_but_seconds(line: str) -> str:
+    return re.sub(r"\d+\.\d s\b", "N s", line)
+
+
+@pytest.mark.parametrize("title, commands, shown", _shown_runs(), ids=[r[0][:60] for r in _shown_runs()])
+def test_readme_shows_what_the_sample_gives(title: str, commands: list[str], shown: list[str], tmp_path: Path) -> None:
+    """Every line the README shows under an example is what that example prints today, seconds aside."""
+    import subprocess
+    import sys
+
+    work = tmp_path / "work"
+    shutil.copytree(REPO / "samples", work / "samples")
+    env = {"PYTHONPATH": str(REPO), "PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin"}
+    printed: list[str] = []
+    for command in commands:
+        argv = shlex.split(command)
+        done = subprocess.run([sys.executable, "-m", "blurface", *argv[1:]], cwd=work, capture_output=True,
+                              text=True, timeout=600, env=env)
+        assert done.returncode in (0, 1), f"{command}: {done.stderr[-2000:]}"
+        for stream in (done.stderr, done.stdout):
+            printed += [ln for ln in re.split(r"[\r\n]", stream) if ln.strip() and "%|" not in ln]
+    # stdout and stderr are captured apart: their lines are compared in any order.
+    assert sorted(_same_but_seconds(s) for s in printed) == sorted(_same_but_seconds(s) for s in shown), (
+        f"README shows {shown}; the commands print {printed}")
