@@ -601,13 +601,13 @@ def test_an_interrupt_while_a_finished_file_is_recorded_waits_for_the_record() -
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            with batch.client._interrupts_deferred():
+            with batch.client.interrupts_deferred():
                 signal.raise_signal(signal.SIGINT)  # arrives mid-record ...
                 steps.append("recorded")  # ... and the record still completes
             steps.append("after the block")  # never: the interrupt is delivered on leaving it
         assert steps == ["recorded"]
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with batch.client._interrupts_deferred():  # nothing caught: nothing delivered
+        with batch.client.interrupts_deferred():  # nothing caught: nothing delivered
             steps.append("quiet")
     finally:
         signal.signal(signal.SIGINT, before)

@@ -19,6 +19,10 @@ Who does what:
   writes an output; local workers stop themselves once their client is gone.
 * A worker that dies mid-file loses nothing: the file is handed out once more
   (on Dask, the scheduler does that, see ``allowed-failures``), then marked failed.
+
+Modules: :mod:`.settings` (what a worker gets, built by :func:`prepare`), :mod:`.archive`
+(walking, probing, output names), :mod:`.worker` (the per-file job), :mod:`.local_pool`
+and :mod:`.dask_pool` (where jobs run), :mod:`.client` (:func:`run_batch`).
 """
 
 from .archive import Entry, output_path, plan_outputs, walk

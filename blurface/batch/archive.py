@@ -29,6 +29,11 @@ class Entry:
     stale: Path | None = None  # its output of an earlier run under another name: removed once redone
 
 
+def output_name(out_dir: Path, output: Path) -> str:
+    """``output`` as the manifest records it: relative to ``out_dir``, with ``/``."""
+    return output.relative_to(out_dir).as_posix()
+
+
 def output_path(out_dir: Path, rel: str) -> tuple[Path, str | None]:
     """Where ``rel`` goes under ``out_dir`` by its name alone, and the container change, if any.
 
@@ -62,14 +67,14 @@ def plan_outputs(out_dir: Path, rels: Iterable[str]) -> dict[str, tuple[Path, st
     natural = {rel: output_path(out_dir, rel) for rel in rels}
     owner: dict[str, str] = {}  # output key -> what holds it
     for final, _ in natural.values():
-        for folder in PurePosixPath(final.relative_to(out_dir).as_posix()).parents:
+        for folder in PurePosixPath(output_name(out_dir, final)).parents:
             if str(folder) != ".":
                 owner.setdefault(_output_key(str(folder)), f"the folder {folder}")
     plan: dict[str, tuple[Path, str | None]] = {}
     losers = []
     for rel in sorted(natural, key=lambda r: (natural[r][1] is not None, r)):  # kept names first
         final, change = natural[rel]
-        key = _output_key(final.relative_to(out_dir).as_posix())
+        key = _output_key(output_name(out_dir, final))
         if key in owner:
             losers.append(rel)
         else:
@@ -77,11 +82,11 @@ def plan_outputs(out_dir: Path, rels: Iterable[str]) -> dict[str, tuple[Path, st
             plan[rel] = natural[rel]
     for rel in losers:
         final, change = natural[rel]
-        taken = owner[_output_key(final.relative_to(out_dir).as_posix())]
+        taken = owner[_output_key(output_name(out_dir, final))]
         n = 2
         while True:
             candidate = final.with_name(f"{final.stem} ({n}){final.suffix}")
-            key = _output_key(candidate.relative_to(out_dir).as_posix())
+            key = _output_key(output_name(out_dir, candidate))
             if key not in owner:
                 break
             n += 1
@@ -102,12 +107,12 @@ def walk(archive: Path, out_dir: Path) -> Iterable[tuple[str, Path]]:
             yield path.relative_to(archive).as_posix(), path
 
 
-def _unreadable(row: Row) -> bool:
+def unreadable(row: Row) -> bool:
     """A video (by extension or signature) that could not be probed: failed before any work."""
     return row.is_video and row.status == mf.FAILED and row.duration is None
 
 
-def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
+def probe_row(rel: str, path: Path, known: Row | None) -> Row:
     """The manifest row for ``path``: probed again when its size or mtime changed, or it was unreadable.
 
     What is not a video is skipped; a video that cannot be read is failed (see :func:`_probe_failure`).
@@ -119,7 +124,7 @@ def _probe_row(rel: str, path: Path, known: Row | None) -> Row:
         if known is not None:
             row.output = known.output  # removed by the caller: no input, no output
         return row
-    if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns) and not _unreadable(known):
+    if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns) and not unreadable(known):
         return known
     row = Row(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, is_video=True)
     try:

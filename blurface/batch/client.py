@@ -24,11 +24,11 @@ from .. import manifest as mf
 from ..manifest import Manifest, Row
 from ..text import printable
 from ..types import InputError, OutputError
-from .archive import Entry, _probe_row, _unreadable, plan_outputs, walk
+from .archive import Entry, output_name, plan_outputs, probe_row, unreadable, walk
 from .dask_pool import DaskPool
 from .local_pool import LocalPool
 from .settings import WorkSettings, default_jobs
-from .worker import _SHARED_PATHS_HINT, Job, Outcome
+from .worker import SHARED_PATHS_HINT, Job, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -120,11 +120,11 @@ def run_batch(
             except UnicodeEncodeError:
                 log.warning("%r: file name is not valid UTF-8: rename it to include it in the batch", rel)
                 continue
-            row = _probe_row(rel, path, manifest.get(rel))
+            row = probe_row(rel, path, manifest.get(rel))
             manifest.put(row)
             entries.append(Entry(rel, path, row))
-        planned = plan_outputs(out_dir, [e.rel for e in entries if e.row.is_video and not _unreadable(e.row)])
-        planned_names = {final.relative_to(out_dir).as_posix() for final, _ in planned.values()}
+        planned = plan_outputs(out_dir, [e.rel for e in entries if e.row.is_video and not unreadable(e.row)])
+        planned_names = {output_name(out_dir, final) for final, _ in planned.values()}
         # What this batch wrote (any row, any run): replaceable without --overwrite.
         owned = set()
         found = {e.rel for e in entries}
@@ -139,7 +139,7 @@ def run_batch(
         todo = []
         for entry in entries:
             row = entry.row
-            if not row.is_video or _unreadable(row):
+            if not row.is_video or unreadable(row):
                 _remove_output(row, out_dir, planned_names)
                 manifest.put(row)
                 if row.is_video:
@@ -150,7 +150,7 @@ def run_batch(
                     events.skipped(row)
                 continue
             entry.final, change = planned[entry.rel]
-            name = entry.final.relative_to(out_dir).as_posix()
+            name = output_name(out_dir, entry.final)
             if row.output is not None and row.output != name and row.output not in planned_names:
                 entry.stale = out_dir / row.output
             if (_up_to_date(row, fingerprint, out_dir) and row.output == name and recorded[name] == 1) or (
@@ -207,11 +207,9 @@ def _remove_stale_files(out_dir: Path) -> None:
     for root, _, files in os.walk(out_dir):
         for name in files:
             if name.startswith(".") and (".blurface-batch-" in name or ".blurface-tmp-" in name):
-                try:
-                    os.unlink(os.path.join(root, name))
-                    log.info("removed stale file %s", printable(os.path.join(root, name)))
-                except OSError as e:
-                    log.warning("could not remove stale file %s: %s", printable(os.path.join(root, name)), e)
+                path = os.path.join(root, name)
+                if _remove(Path(path), "stale file"):
+                    log.info("removed stale file %s", printable(path))
 
 
 def _remove_output(row: Row, out_dir: Path, planned: set[str]) -> None:
@@ -223,11 +221,8 @@ def _remove_output(row: Row, out_dir: Path, planned: set[str]) -> None:
         return
     if row.output not in planned:
         final = out_dir / row.output
-        try:
-            final.unlink(missing_ok=True)
+        if _remove(final, "the outdated output"):
             log.info("removed %s: its input %s no longer gives an output", printable(str(final)), printable(row.path))
-        except OSError as e:
-            log.warning("could not remove the outdated output %s: %s", printable(str(final)), e)
     row.output = row.output_size = None
 
 
@@ -265,7 +260,7 @@ def _schedule(
     def submit(entry: Entry) -> None:
         row = entry.row
         assert entry.final is not None
-        if entry.final.exists() and not overwrite and entry.final.relative_to(out_dir).as_posix() not in owned:
+        if entry.final.exists() and not overwrite and output_name(out_dir, entry.final) not in owned:
             row.status, row.reason = mf.FAILED, f"{entry.final} exists and is not from this batch: use --overwrite to replace it"
             if entry.stale is not None:  # its earlier output, under the name it had: not current either
                 _remove_stale(entry)
@@ -277,7 +272,7 @@ def _schedule(
         entry.final.parent.mkdir(parents=True, exist_ok=True)
         staged = _staged_path(entry.final)
         row.status, row.fingerprint, row.reason = mf.RUNNING, fingerprint, None
-        row.output = entry.final.relative_to(out_dir).as_posix()
+        row.output = output_name(out_dir, entry.final)
         row.attempts += 1
         manifest.put(row)
         # Absolute paths, resolved here: a worker's working folder is its own (a relative
@@ -315,7 +310,7 @@ def _collect(
         # Taking a job off ``running`` and recording it is one step: a Ctrl-C between the
         # two left its staged output behind, out of reach of the interrupt's clean-up
         # (seen once in tests/test_batch.py's SIGTERM test).
-        with _interrupts_deferred():
+        with interrupts_deferred():
             entry, staged = running.pop(future)
             entry.row.attempts += pool.retries(future)
             try:
@@ -333,7 +328,7 @@ def _collect(
 
 
 @contextlib.contextmanager
-def _interrupts_deferred() -> Iterator[None]:
+def interrupts_deferred() -> Iterator[None]:
     """Hold SIGINT and SIGTERM until the block is done, then deliver them as they came.
 
     Python-level, not ``pthread_sigmask``: the pool's own threads would still take the
@@ -368,10 +363,7 @@ def _discard(staged: Path, *, staged_too: bool) -> None:
     if staged_too:
         names.append(staged)
     for p in names:
-        try:
-            p.unlink(missing_ok=True)
-        except OSError as e:
-            log.warning("could not remove temporary file %s: %s", printable(str(p)), e)
+        _remove(p, "temporary file")
 
 
 def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, summary: Summary, events: Events) -> None:
@@ -399,10 +391,7 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
     # An earlier output of this file was made from other settings or another version
     # of the input (else it would not be redone): keeping it would pass it off as current.
     if row.output is not None and entry.final is not None and entry.final.is_file():
-        try:
-            entry.final.unlink()
-        except OSError as e:
-            log.warning("could not remove the outdated output %s: %s", printable(str(entry.final)), e)
+        _remove(entry.final, "the outdated output")
     row.output = None
     _remove_stale(entry)
     manifest.put(row)
@@ -414,10 +403,17 @@ def _record(manifest: Manifest, entry: Entry, staged: Path, outcome: Outcome, su
 def _remove_stale(entry: Entry) -> None:
     """The file's output of an earlier run, under a name it no longer has (see :func:`plan_outputs`)."""
     if entry.stale is not None:
-        try:
-            entry.stale.unlink(missing_ok=True)
-        except OSError as e:
-            log.warning("could not remove the outdated output %s: %s", printable(str(entry.stale)), e)
+        _remove(entry.stale, "the outdated output")
+
+
+def _remove(path: Path, what: str) -> bool:
+    """Delete ``path`` if it is there; a failure is a warning naming ``what`` it was, never an error."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as e:
+        log.warning("could not remove %s %s: %s", what, printable(str(path)), e)
+        return False
+    return True
 
 
 def _unseen(path: str, worker: str) -> str:
@@ -425,6 +421,6 @@ def _unseen(path: str, worker: str) -> str:
     if os.path.exists(path):
         return (
             f"{path}: not found on worker {worker}, though the machine running 'blurface batch' sees it: "
-            f"{_SHARED_PATHS_HINT}"
+            f"{SHARED_PATHS_HINT}"
         )
     return f"{path}: vanished while the batch ran: it is no longer there"

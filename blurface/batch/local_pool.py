@@ -11,7 +11,7 @@ from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 
 from .settings import WorkSettings
-from .worker import Job, _local_worker_init, process_file
+from .worker import Job, init_local_worker, process_file
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +30,8 @@ class LocalPool:
         return ProcessPoolExecutor(
             max_workers=self.capacity,
             mp_context=mp.get_context("spawn"),
-            initializer=_local_worker_init,
-            initargs=(self._work.analysis.detect_threshold, self._work.analysis.embedder,  # type: ignore[attr-defined]
-                      os.getpid()),
+            initializer=init_local_worker,
+            initargs=(*self._work.models(), os.getpid()),
         )
 
     def submit(self, job: Job) -> Future:

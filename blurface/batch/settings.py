@@ -42,6 +42,10 @@ class WorkSettings:
         tag = embedder_tag(embedder_settings(self.analysis.embedder))  # type: ignore[attr-defined]
         return Gallery([Person(n, e, ["batch"]) for n, e in zip(self.names, self.embeddings)], embedder=tag)
 
+    def models(self) -> tuple[float, str]:
+        """What picks a worker's face models: the detector's threshold and the embedder's name."""
+        return self.analysis.detect_threshold, self.analysis.embedder  # type: ignore[attr-defined]
+
     def fingerprint(self) -> str:
         """Hash of every setting that changes an output, and of the gallery's embeddings.
 
@@ -92,9 +96,7 @@ def prepare(
     from ..plan import DecisionSettings
 
     settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
-
-    if sum([bool(targets), bool(keep), bool(all_faces)]) != 1:
-        raise InputError("give exactly one of targets, keep or all_faces")
+    mode = _mode(targets, keep, all_faces)
     refs = targets or keep
     names: tuple[str, ...] = ()
     embeddings: tuple[np.ndarray, ...] = ()
@@ -107,7 +109,6 @@ def prepare(
         gallery = Gallery.from_paths(list(refs), engine, strict=strict_reference)
         names = tuple(gallery.names)
         embeddings = tuple(np.asarray(p.embeddings, np.float32) for p in gallery.people)
-    mode = "target" if targets else "keep" if keep else "all"
     decision = DecisionSettings.for_embedder(
         settings.embedder, tolerance=tolerance, mode=mode, people=names, mask_unsure=mask_unsure,  # type: ignore[attr-defined]
     )
@@ -118,6 +119,19 @@ def prepare(
         names=names,
         embeddings=embeddings,
     )
+
+
+def _mode(targets: list | None, keep: list | None, all_faces: bool) -> str:
+    """Whom to mask: ``"target"``, ``"keep"`` or ``"all"``, exactly one of them given.
+
+    The batch's one copy of the rule (the library's ``Who.from_args()`` is to own it).
+
+    Raises:
+        InputError: none of them, or more than one.
+    """
+    if sum([bool(targets), bool(keep), bool(all_faces)]) != 1:
+        raise InputError("give exactly one of targets, keep or all_faces")
+    return "target" if targets else "keep" if keep else "all"
 
 
 def default_jobs(*, cores: int | None = None, available_bytes: int | None = None) -> int:

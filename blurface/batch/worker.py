@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from types import FrameType
 
 from ..text import printable
-from ..types import BlurfaceError, Interrupted
+from ..types import BlurfaceError, Interrupted, Result
 from .settings import WorkSettings
 
 log = logging.getLogger(__name__)
 
 
 # What a worker reports when the file's path does not exist where it runs.
-_SHARED_PATHS_HINT = "every worker must see the archive and the output folder at the same paths (shared storage)"
+SHARED_PATHS_HINT = "every worker must see the archive and the output folder at the same paths (shared storage)"
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def _engine(threshold: float, embedder: str):  # noqa: ANN202 - FaceEngine, impo
     return cached
 
 
-def _local_worker_init(threshold: float, embedder: str, parent: int) -> None:
+def init_local_worker(threshold: float, embedder: str, parent: int) -> None:
     """Local pool process: Ctrl-C is the client's to handle; SIGTERM cleans up; models load now."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -102,30 +102,22 @@ def process_file(job: Job) -> Outcome:
     Only a dead worker makes this fail as a call (the pool or Dask reports that);
     everything that goes wrong with the file itself comes back as ``Outcome.error``.
     """
-    from ..pipeline import analyse, render
-
     worker = f"{socket.gethostname()}:{os.getpid()}"
     outcome = Outcome(job.rel, worker=worker)
     if not os.path.exists(job.src):
-        outcome.error = f"{job.src}: not found on worker {worker}: {_SHARED_PATHS_HINT}"
+        outcome.error = f"{job.src}: not found on worker {worker}: {SHARED_PATHS_HINT}"
         outcome.unseen = job.src
         return outcome
     if not os.path.isdir(os.path.dirname(job.staged)):
-        outcome.error = f"{os.path.dirname(job.staged)}: output folder not found on worker {worker}: {_SHARED_PATHS_HINT}"
+        outcome.error = f"{os.path.dirname(job.staged)}: output folder not found on worker {worker}: {SHARED_PATHS_HINT}"
         outcome.unseen = os.path.dirname(job.staged)
         return outcome
 
     global _busy
-    work = job.work
     started = time.perf_counter()
     _busy = True
     try:
-        engine = _engine(work.analysis.detect_threshold, work.analysis.embedder)  # type: ignore[attr-defined]
-        plan = analyse(
-            job.src, gallery=work.gallery(), decision=work.decision, settings=work.analysis,  # type: ignore[arg-type]
-            engine=engine,
-        )
-        result = render(plan, job.staged, settings=work.render, overwrite=True)  # type: ignore[arg-type]
+        result = _mask(job)
     except BlurfaceError as e:
         # Errors name the file first; the report and the line name it already.
         outcome.error = " ".join(str(e).removeprefix(f"{job.src}: ").splitlines())
@@ -141,3 +133,16 @@ def process_file(job: Job) -> Outcome:
         _busy = False
     outcome.seconds = time.perf_counter() - started
     return outcome
+
+
+def _mask(job: Job) -> Result:
+    """Analyse ``job.src`` and render it into ``job.staged``: the job's one call into the pipeline."""
+    from ..pipeline import analyse, render
+
+    work = job.work
+    engine = _engine(*work.models())
+    plan = analyse(
+        job.src, gallery=work.gallery(), decision=work.decision, settings=work.analysis,  # type: ignore[arg-type]
+        engine=engine,
+    )
+    return render(plan, job.staged, settings=work.render, overwrite=True)  # type: ignore[arg-type]
