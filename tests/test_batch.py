@@ -468,7 +468,7 @@ def test_a_file_whose_worker_dies_twice_is_marked_failed(archive, tmp_path, monk
         def lost(self, future: Future, error: BaseException) -> bool:
             return True
 
-    monkeypatch.setattr(batch, "LocalPool", DyingPool)
+    monkeypatch.setattr(batch.client, "LocalPool", DyingPool)
     arch = tmp_path / "archive"
     arch.mkdir()
     shutil.copy2(archive[0] / "one.mp4", arch / "one.mp4")
@@ -526,7 +526,7 @@ def test_a_worker_that_cannot_see_a_file_says_so(archive, tmp_path, monkeypatch)
         def lost(self, future: Future, error: BaseException) -> bool:
             return False
 
-    monkeypatch.setattr(batch, "LocalPool", BlindPool)
+    monkeypatch.setattr(batch.client, "LocalPool", BlindPool)
     arch = tmp_path / "archive"
     arch.mkdir()
     shutil.copy2(archive[0] / "one.mp4", arch / "one.mp4")
@@ -601,13 +601,13 @@ def test_an_interrupt_while_a_finished_file_is_recorded_waits_for_the_record() -
     before = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
-            with batch._interrupts_deferred():
+            with batch.client.interrupts_deferred():
                 signal.raise_signal(signal.SIGINT)  # arrives mid-record ...
                 steps.append("recorded")  # ... and the record still completes
             steps.append("after the block")  # never: the interrupt is delivered on leaving it
         assert steps == ["recorded"]
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        with batch._interrupts_deferred():  # nothing caught: nothing delivered
+        with batch.client.interrupts_deferred():  # nothing caught: nothing delivered
             steps.append("quiet")
     finally:
         signal.signal(signal.SIGINT, before)
