@@ -795,11 +795,13 @@ def make_plan(
     strict_reference: bool = False,
     progress: Progress | None = None,
     info: VideoInfo | None = None,
+    engine: FaceEngine | None = None,
 ) -> Plan:
     """Load the reference people and analyse ``src``: the plan :func:`~blurface.pipeline.blur_video` renders.
 
     ``info``: ``src``'s probe, when the caller has it (saves probing again).
     ``tolerance``: ``None`` takes the embedder's own (``analysis.embedder``).
+    ``engine``: the face models, when the caller keeps them loaded (a batch worker, file after file).
 
     The plan comes back as :meth:`Plan.save` writes it (boxes to 0.1 px), so a
     render of it and a later render of the saved file give the same bytes.
@@ -809,7 +811,7 @@ def make_plan(
     """
     who = Who.from_args(targets, keep, all_faces)
     settings = preset(analysis) if isinstance(analysis, str) else analysis
-    engine = default_engine(settings)
+    engine = engine if engine is not None else default_engine(settings)
     if isinstance(who.people, Gallery):
         gallery = who.people
     elif who.people:

@@ -173,9 +173,14 @@ class Blur:
 
 
 class Pixelate:
-    """Blocks: the region becomes ``cells`` squares across. Lower hides more."""
+    """Blocks: the region becomes ``cells`` squares across. Lower hides more.
 
-    def __init__(self, *, cells: int = 8) -> None:
+    6 by default: with the default padding the face itself is then about 3 blocks across.
+    At 8 (4 blocks) the judge of :mod:`blurface.evaluate` found a 54 px face's nose column
+    still readable in 1 of 16 frames (tests/test_batch.py's pixelate redo, 2026-12-08).
+    """
+
+    def __init__(self, *, cells: int = 6) -> None:
         if cells < 2:
             raise ValueError(f"Pixelate cells must be >= 2, got {cells}")
         self.cells = cells

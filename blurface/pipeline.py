@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import media
+from .faces import FaceEngine
 from .analysis import PRESETS, AnalysisSettings, References, Who, analyse, make_plan, preset
 from .plan import Plan
 from .rendering import RenderSettings, check_same_video, render
@@ -110,7 +111,10 @@ class VideoSource:
         return media.frame_times(self.info)
 
 
-def run(request: Request, progress: Progress | None = None, *, source: VideoSource | None = None) -> Result:
+def run(
+    request: Request, progress: Progress | None = None, *, source: VideoSource | None = None,
+    engine: FaceEngine | None = None,
+) -> Result:
     """Analyse (or take ``request.plan``), render and write every output ``request`` asks for.
 
     Outputs are checked before the analysis, which may take long. They are written
@@ -119,6 +123,7 @@ def run(request: Request, progress: Progress | None = None, *, source: VideoSour
     outputs or none. The report, when asked for, hashes the input first and again at the end.
 
     ``source``: the input, when the caller has already probed it (it is then probed nowhere else).
+    ``engine``: the face models, when the caller keeps them loaded (a batch worker, file after file).
 
     Raises:
         InputError: bad combination of options, unusable video, reference or plan.
@@ -156,9 +161,9 @@ def run(request: Request, progress: Progress | None = None, *, source: VideoSour
     if plan is None:
         if request.ranged:
             plan = review.analyse_range(request.source, request.start, request.end, progress=progress,
-                                        info=info, times=source.times, **request.plan_options())
+                                        info=info, times=source.times, engine=engine, **request.plan_options())
         else:
-            plan = make_plan(request.source, progress=progress, info=info, **request.plan_options())
+            plan = make_plan(request.source, progress=progress, info=info, engine=engine, **request.plan_options())
     analysed = time.perf_counter() - started
     if request.excerpt:
         result = review.render_range(

@@ -9,7 +9,6 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
-from ..types import InputError
 
 # Peak RSS of one worker on 720p (README "Speed": 347 MB for blurface on 720p, 498 MB
 # on 1080p) plus the pool's own process: the default job count leaves this much per worker.
@@ -92,11 +91,11 @@ def prepare(
         InputError: not exactly one of ``targets``, ``keep`` and ``all_faces``.
         GalleryError: an unusable reference photo or gallery.
     """
-    from ..pipeline import PRESETS, RenderSettings
+    from ..pipeline import PRESETS, RenderSettings, Who
     from ..plan import DecisionSettings
 
     settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
-    mode = _mode(targets, keep, all_faces)
+    mode = Who.from_args(targets, keep, all_faces).mode
     refs = targets or keep
     names: tuple[str, ...] = ()
     embeddings: tuple[np.ndarray, ...] = ()
@@ -121,17 +120,6 @@ def prepare(
     )
 
 
-def _mode(targets: list | None, keep: list | None, all_faces: bool) -> str:
-    """Whom to mask: ``"target"``, ``"keep"`` or ``"all"``, exactly one of them given.
-
-    The batch's one copy of the rule (the library's ``Who.from_args()`` is to own it).
-
-    Raises:
-        InputError: none of them, or more than one.
-    """
-    if sum([bool(targets), bool(keep), bool(all_faces)]) != 1:
-        raise InputError("give exactly one of targets, keep or all_faces")
-    return "target" if targets else "keep" if keep else "all"
 
 
 def default_jobs(*, cores: int | None = None, available_bytes: int | None = None) -> int:

@@ -136,13 +136,18 @@ def process_file(job: Job) -> Outcome:
 
 
 def _mask(job: Job) -> Result:
-    """Analyse ``job.src`` and render it into ``job.staged``: the job's one call into the pipeline."""
-    from ..pipeline import analyse, render
+    """Analyse ``job.src`` and render it into ``job.staged``: the job's one call into the pipeline.
+
+    The staged file is the worker's own (a fresh name); the client moves it onto the output.
+    The face models stay loaded from file to file (``_engine``).
+    """
+    from ..pipeline import Outputs, Request, Who, run
 
     work = job.work
-    engine = _engine(*work.models())
-    plan = analyse(
-        job.src, gallery=work.gallery(), decision=work.decision, settings=work.analysis,  # type: ignore[arg-type]
-        engine=engine,
+    decision = work.decision
+    request = Request(
+        source=job.src, outputs=Outputs(video=job.staged), who=Who(decision.mode, work.gallery()),  # type: ignore[attr-defined]
+        analysis=work.analysis, tolerance=decision.tolerance, mask_unsure=decision.mask_unsure,  # type: ignore[attr-defined]
+        render=work.render, overwrite=True,  # type: ignore[arg-type]
     )
-    return render(plan, job.staged, settings=work.render, overwrite=True)  # type: ignore[arg-type]
+    return run(request, engine=_engine(*work.models()))
