@@ -1,0 +1,53 @@
+"""``blurface people``: group a video's faces into people, with a contact sheet and galleries."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..text import printable
+from .common import EXIT_OK, Bars, Parser, UsageError, add_common, add_embedder
+
+
+def add_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="blurface people",
+        description="Group a video's faces into people: write a contact sheet (people.png, UNMASKED crops) and "
+        "person_N.npz galleries usable with --target.",
+    )
+    p.add_argument("video", help="input video")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for people.png and person_N.npz")
+    p.add_argument("--plan", metavar="JSON", help="a saved plan of the video (default: find every face)")
+    p.add_argument("--tolerance", type=float, default=None, metavar="D",
+                   help="tracks closer than this (mean embedding distance) are one person "
+                   "(default: the embedder's tolerance)")
+    p.add_argument("--overwrite", action="store_true")
+    add_embedder(p)
+    add_common(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import media
+    from ..embedders import make_embedder
+    from ..pipeline import check_same_video, make_plan
+    from ..plan import Plan
+    from ..people import write_people
+
+    if args.tolerance is not None and not 0 < args.tolerance < 2:
+        raise UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+    info = media.probe(args.video)
+    bars = Bars(info.frame_count, enabled=not args.quiet)
+    try:
+        plan = Plan.load(args.plan) if args.plan else make_plan(args.video, all_faces=True, progress=bars)
+        check_same_video(info, plan)
+        result = write_people(plan, make_embedder(args.embedder), args.output, src=args.video, overwrite=args.overwrite,
+                              threshold=args.tolerance)
+    finally:
+        bars.close()
+    for k, group in enumerate(result.groups):
+        frames = sum(len(plan.track(i)) for i in group)
+        print(f"person {k + 1}: tracks {', '.join(map(str, group))} ({frames} frames)")
+    if not args.quiet:
+        print(printable(f"wrote {result.sheet} and {len(result.galleries)} galleries in {args.output}"), file=sys.stderr)
+    return EXIT_OK
