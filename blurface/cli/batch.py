@@ -9,7 +9,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..text import one_line, printable
-from .common import EXIT_FAILURE, EXIT_OK, Parser, UsageError, add_common, add_masking, analysis_from_args, check_masking, render_settings_from_args
+from .common import EXIT_FAILURE, EXIT_OK, Parser, UsageError, add_common, add_masking, analysis_from_args, check_tolerance, mask_unsure, render_settings_from_args, who_from_args
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "finished outputs are kept: run the same command again to resume"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -45,14 +49,15 @@ def run(args: argparse.Namespace) -> int:
         return _batch_status(args.status)
     if not args.archive or not args.output:
         raise UsageError("blurface batch: give the archive folder and the output folder: blurface batch ARCHIVE -o MASKED")
-    check_masking(args)
+    who_from_args(args)
+    check_tolerance(args)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"blurface batch: --jobs {args.jobs} is not a number of workers: use 1 or more")
     if args.report and Path(args.report).suffix.lower() not in (".csv", ".json"):
         raise UsageError(f"blurface batch: --report {args.report!r} must end in .csv or .json")
     work = batch.prepare(
         targets=args.target, keep=args.keep, all_faces=args.all, tolerance=args.tolerance,
-        mask_unsure=args.unsure == "mask", analysis=analysis_from_args(args),
+        mask_unsure=mask_unsure(args), analysis=analysis_from_args(args),
         render_settings=render_settings_from_args(args), strict_reference=args.strict_reference,
     )
     bar = _BatchBar(enabled=not args.quiet)

@@ -17,13 +17,19 @@ from .common import (
     add_masking,
     add_range,
     analysis_from_args,
-    check_masking,
+    check_tolerance,
     check_reference_args,
     check_side_file,
+    mask_unsure,
     render_settings_from_args,
     run_for_editors,
     wants_editor_outputs,
+    who_from_args,
 )
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no output video was written"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -51,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import media
     from ..pipeline import blur_video
 
-    check_masking(args)
+    who_from_args(args)
+    check_tolerance(args)
     render_settings = render_settings_from_args(args)
     # Inputs first, then every path the command writes: all before the analysis, which may take long.
     info = media.probe(args.video)
@@ -72,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             keep=args.keep or None,
             all_faces=args.all,
             tolerance=args.tolerance,
-            mask_unsure=args.unsure == "mask",
+            mask_unsure=mask_unsure(args),
             analysis=analysis_from_args(args),
             render_settings=render_settings,
             strict_reference=args.strict_reference,

@@ -26,10 +26,6 @@ EXIT_INTERRUPTED = 130
 log = logging.getLogger("blurface")
 
 
-# x264's presets, fastest first: checked before any work, since x264 only refuses one when it opens.
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
-
-
 class Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so ``main`` returns the code."""
 
@@ -41,8 +37,9 @@ class UsageError(Exception):
     pass
 
 
-def add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings only")
+def add_common(p: argparse.ArgumentParser, *, quiet: str = "no progress bar, warnings only") -> None:
+    """-q (``quiet``: what it leaves) and --debug, which every command has."""
+    p.add_argument("-q", "--quiet", action="store_true", help=quiet)
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
 
 
@@ -59,9 +56,8 @@ def add_embedder(p: argparse.ArgumentParser) -> None:
 def add_matching(p: argparse.ArgumentParser) -> None:
     from ..embedders import EMBEDDERS
 
-    p.add_argument(
-        "--tolerance", type=float, default=None, metavar="D",
-        help="embedding distance at or below which a face is that person (default: the embedder's, "
+    add_tolerance(
+        p, "embedding distance at or below which a face is that person (default: the embedder's, "
         + ", ".join(f"{n} {e.tolerance}" for n, e in EMBEDDERS.items()) + "; lower is stricter)",
     )
     add_embedder(p)
@@ -69,6 +65,11 @@ def add_matching(p: argparse.ArgumentParser) -> None:
         "--strict-reference", action="store_true",
         help="refuse reference photos with several faces instead of using the largest",
     )
+
+
+def add_tolerance(p: argparse.ArgumentParser, help: str) -> None:  # noqa: A002 - argparse's word
+    """--tolerance D; None (the default) is the embedder's own, which the library reads. :func:`check_tolerance`."""
+    p.add_argument("--tolerance", type=float, default=None, metavar="D", help=help)
 
 
 def add_range(p: argparse.ArgumentParser) -> None:
@@ -90,38 +91,114 @@ def add_editor_outputs(p: argparse.ArgumentParser) -> None:
 
 def add_masking(p: argparse.ArgumentParser) -> None:
     """Whom to mask, how, and how fast: shared by the single-file command and ``batch``."""
-    who = p.add_argument_group("whom to mask (exactly one)")
+    add_who(p, "whom to mask (exactly one)")
+    add_matching(p)
+    add_unsure(p)
+    add_look(p.add_argument_group("mask"))
+    speed = p.add_argument_group("speed and quality")
+    add_speed(speed.add_mutually_exclusive_group())
+    add_encode(speed)
+    add_output_format(p)
+    add_keep_metadata(p)
+
+
+def add_who(p: argparse.ArgumentParser, title: str, *, plan: str | None = None) -> None:
+    """--target, --keep and --all in a group ``title``; with ``plan`` (its help), a saved plan is a fourth choice.
+
+    :func:`who_from_args` checks that exactly one was given.
+    """
+    who = p.add_argument_group(title)
     who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ",
                      help="mask this person; repeat for several people. A folder of photos of one person matches better")
     who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ",
                      help="mask every face except these people (repeatable)")
     who.add_argument("--all", action="store_true", help="mask every face")
-    add_matching(p)
-    p.add_argument("--unsure", choices=("mask", "keep"), default="mask",
+    if plan is not None:
+        who.add_argument("--plan", metavar="JSON", help=plan)
+
+
+# What a face near the target, but not within the tolerance, becomes; the first is the default.
+UNSURE = ("mask", "keep")
+
+
+def mask_unsure(args: argparse.Namespace) -> bool:
+    """--unsure as the library takes it (``mask_unsure``)."""
+    return args.unsure == UNSURE[0]
+
+
+def add_unsure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--unsure", choices=UNSURE, default=UNSURE[0],
                    help="--target mode: faces close to the target but not within tolerance are masked (default) or kept")
-    look = p.add_argument_group("mask")
-    look.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur", help="effect (default blur)")
-    look.add_argument("--shape", choices=("ellipse", "box"), default="ellipse", help="shape (default ellipse)")
-    look.add_argument("--pad", type=float, default=None, metavar="F",
-                      help="grow each face box by F times its size per side to cover hair, ears and chin (default 0.4)")
-    speed = p.add_argument_group("speed and quality")
-    mode = speed.add_mutually_exclusive_group()
-    mode.add_argument("--fast", action="store_true",
-                      help="faces from 1/20 of the frame height (36 px at 720p), whole-frame passes less often")
-    mode.add_argument("--thorough", action="store_true",
-                      help="faces from 1/45 of the height (16 px at 720p), a more sensitive detector, "
-                      "whole-frame passes every 3rd frame (slower)")
-    speed.add_argument("--crf", type=int, default=None, help="x264 quality, lower is better (default 18)")
-    speed.add_argument("--preset", default=None, help="x264 preset (default veryfast)")
-    add_output_format(p)
-    add_keep_metadata(p)
+
+
+def add_look(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--mask, --shape and --pad: choices and defaults from :mod:`blurface.mask` and ``RenderSettings``."""
+    from typing import get_args
+
+    from ..mask import DEFAULT_PAD, EFFECTS, Shape
+    from ..pipeline import RenderSettings
+
+    defaults = RenderSettings()
+    p.add_argument("--mask", choices=tuple(EFFECTS), default=defaults.effect, help="effect (default %(default)s)")
+    p.add_argument("--shape", choices=get_args(Shape), default=defaults.shape, help="shape (default %(default)s)")
+    p.add_argument("--pad", type=float, default=None, metavar="F",
+                   help=f"grow each face box by F times its size per side to cover hair, ears and chin "
+                   f"(default {DEFAULT_PAD})")
+
+
+# The analysis preset used when no speed flag is given; every other preset of pipeline.PRESETS is a flag.
+DEFAULT_SPEED = "balanced"
+# What each speed flag's help says, filled in from its preset's settings (s).
+_SPEED_HELP = {
+    "fast": "faces from 1/{min_face} of the frame height ({px} px at 720p), whole-frame passes less often",
+    "thorough": "faces from 1/{min_face} of the height ({px} px at 720p), a more sensitive detector, "
+    "whole-frame passes every {full_every} frame (slower)",
+}
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def speed_flags() -> list[str]:
+    """One flag per analysis preset of ``pipeline.PRESETS`` but the default: ``--fast``, ``--thorough``."""
+    from ..pipeline import PRESETS
+
+    return [f"--{name}" for name in PRESETS if name != DEFAULT_SPEED]
+
+
+def add_speed(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """One flag per analysis preset but the default (--fast, --thorough), from ``pipeline.PRESETS``.
+
+    Pass a mutually exclusive group to refuse two at once in argparse.
+    """
+    from ..pipeline import PRESETS
+
+    for name, s in PRESETS.items():
+        if name != DEFAULT_SPEED:
+            p.add_argument(f"--{name}", action="store_true", help=_SPEED_HELP[name].format(
+                min_face=round(1 / s.min_face), px=round(720 * s.min_face), full_every=_ordinal(s.full_every)))
+
+
+def add_encode(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--crf and --preset, with the defaults :mod:`blurface.formats` encodes with."""
+    from ..formats import CODEC_CHOICES, DEFAULT_CRF, DEFAULT_PRESET
+
+    p.add_argument("--crf", type=int, default=None,
+                   help=f"x264 quality, lower is better (default {DEFAULT_CRF[CODEC_CHOICES['h264']]})")
+    p.add_argument("--preset", default=None, help=f"x264 preset (default {DEFAULT_PRESET})")
 
 
 def add_output_format(p: argparse.ArgumentParser) -> None:
+    from ..formats import CODEC_CHOICES, DEFAULT_CRF
+
+    # The codecs --crf and --preset apply to: those with a CRF.
+    crf = [codec for codec, encoder in CODEC_CHOICES.items() if encoder in DEFAULT_CRF]
     out = p.add_argument_group("output format (default: the input's codec, depth, chroma, colour, HDR and fields)")
-    out.add_argument("--codec", choices=("h264", "hevc", "av1", "prores", "ffv1"), default=None,
+    out.add_argument("--codec", choices=tuple(CODEC_CHOICES), default=None,
                      help="encode with this codec instead of the input's; --crf and --preset apply to "
-                     "h264, hevc and av1 (default CRF 18, 18, 20)")
+                     f"{', '.join(crf[:-1])} and {crf[-1]} "
+                     f"(default CRF {', '.join(str(DEFAULT_CRF[CODEC_CHOICES[c]]) for c in crf)})")
     out.add_argument("--lossless", action="store_true",
                      help="lossless outside the masks: FFV1 (x264 at QP 0 in .mov, which cannot hold FFV1)")
     out.add_argument("--deinterlace", action="store_true",
@@ -224,6 +301,7 @@ def signals_as_interrupt() -> Iterator[None]:
 
 
 def render_settings_from_args(args: argparse.Namespace):  # noqa: ANN202 - imported lazily below
+    from ..formats import X264_PRESETS
     from ..media import EncodeSettings
     from ..pipeline import RenderSettings
 
@@ -235,7 +313,7 @@ def render_settings_from_args(args: argparse.Namespace):  # noqa: ANN202 - impor
         if not 0 <= args.crf <= top:
             raise UsageError(f"blurface: --crf {args.crf} is out of range: use 0 to {top}")
         encode = replace(encode, crf=args.crf)
-    if args.preset is not None:
+    if args.preset is not None:  # checked before any work: x264 only refuses a preset when it opens
         if args.preset not in X264_PRESETS:
             raise UsageError(f"blurface: --preset {args.preset!r} is not an x264 preset: use one of {', '.join(X264_PRESETS)}")
         encode = replace(encode, preset=args.preset)
@@ -253,14 +331,28 @@ def analysis_from_args(args: argparse.Namespace):  # noqa: ANN202 - AnalysisSett
     """The preset ``--fast``/``--thorough`` choose (default balanced), with ``--embedder``."""
     from ..pipeline import PRESETS
 
-    preset = PRESETS["fast" if args.fast else "thorough" if args.thorough else "balanced"]
-    return replace(preset, embedder=args.embedder)
+    # In PRESETS' order, so with both flags (review allows it) --fast wins, as it always has.
+    chosen = [flag[2:] for flag in speed_flags() if getattr(args, flag[2:], False)]
+    return replace(PRESETS[chosen[0] if chosen else DEFAULT_SPEED], embedder=args.embedder)
 
 
-def check_masking(args: argparse.Namespace) -> None:
-    chosen = [bool(args.target), bool(args.keep), bool(args.all)]
-    if sum(chosen) != 1:
-        raise UsageError("blurface: give exactly one of --target, --keep or --all (see --help)")
+def who_from_args(args: argparse.Namespace, *, prog: str = "blurface", plan: bool = False) -> str:
+    """Whom the command masks: exactly one of --target, --keep, --all (or, with ``plan``, an input --plan).
+
+    Returns the option's name without dashes. The one place the CLI checks the rule; ``prog`` starts the message.
+    """
+    given = {"target": bool(args.target), "keep": bool(args.keep), "all": bool(args.all)}
+    if plan:
+        given["plan"] = bool(args.plan)
+    chosen = [name for name, on in given.items() if on]
+    if len(chosen) != 1:
+        names = [f"--{name}" for name in given]
+        raise UsageError(f"{prog}: give exactly one of {', '.join(names[:-1])} or {names[-1]} (see --help)")
+    return chosen[0]
+
+
+def check_tolerance(args: argparse.Namespace) -> None:
+    """Refuse a --tolerance outside 0 to 2 before any work."""
     if args.tolerance is not None and not 0 < args.tolerance < 2:
         raise UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
 
@@ -321,7 +413,7 @@ def run_for_editors(
     if plan_in is None:
         analysis = dict(
             targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-            tolerance=args.tolerance, mask_unsure=args.unsure == "mask",
+            tolerance=args.tolerance, mask_unsure=mask_unsure(args),
             analysis=analysis_from_args(args),
             strict_reference=args.strict_reference,
         )

@@ -10,6 +10,10 @@ from ..text import printable
 from .common import EXIT_OK, Parser, UsageError, add_common, add_embedder, check_side_file
 
 
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no gallery was written"
+
+
 def add_parser() -> argparse.ArgumentParser:
     p = Parser(prog="blurface enroll", description="Save one person's reference photos as a reusable .npz gallery.")
     p.add_argument("photos", nargs="+", help="photos or folders of photos of ONE person")

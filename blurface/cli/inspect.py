@@ -7,7 +7,11 @@ import sys
 
 from ..text import one_line, printable
 from ..types import BlurfaceError
-from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Parser
+from .common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, Parser, add_common
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "the check did not finish"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -17,8 +21,7 @@ def add_parser() -> argparse.ArgumentParser:
         "left in video files, by key; exit 1 if any file has some.",
     )
     p.add_argument("videos", nargs="+", metavar="video", help="files to check")
-    p.add_argument("-q", "--quiet", action="store_true", help="only the verdict line of each file")
-    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
+    add_common(p, quiet="only the verdict line of each file")
     return p
 
 

@@ -3,44 +3,23 @@ every error into one line on stderr and its exit code."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 from ..text import one_line
 from ..types import BlurfaceError, Interrupted
 from . import batch, blur, enroll, inspect, people, preview, render, review, verify
 from .common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, UsageError, log, setup_logging, signals_as_interrupt
 
-SUBCOMMANDS = ("enroll", "verify", "render", "inspect", "preview", "batch", "review", "people")
-
-# What an interrupted command has not written, for the one line it prints.
-NOT_WRITTEN = {
-    "blur": "no output video was written",
-    "render": "no output video was written",
-    "preview": "no preview was written",
-    "enroll": "no gallery was written",
-    "verify": "no report was written",
-    "inspect": "the check did not finish",
-    "batch": "finished outputs are kept: run the same command again to resume",
-    "review": "the review stopped",
-    "people": "no people files were written",
+# Each command's module: add_parser() -> its parser, run(args) -> exit code, NOT_WRITTEN.
+COMMANDS: dict[str, ModuleType] = {
+    "blur": blur, "enroll": enroll, "verify": verify, "render": render, "inspect": inspect, "preview": preview,
+    "batch": batch, "review": review, "people": people,
 }
-
-
-COMMANDS: dict[str, tuple[Callable[[], argparse.ArgumentParser], Callable[[argparse.Namespace], int]]] = {
-    "blur": (blur.add_parser, blur.run),
-    "enroll": (enroll.add_parser, enroll.run),
-    "verify": (verify.add_parser, verify.run),
-    "render": (render.add_parser, render.run),
-    "inspect": (inspect.add_parser, inspect.run),
-    "preview": (preview.add_parser, preview.run),
-    "batch": (batch.add_parser, batch.run),
-    "review": (review.add_parser, review.run),
-    "people": (people.add_parser, people.run),
-}
+MAIN = "blur"  # the main command: ``blurface VIDEO ...``, without a name
+SUBCOMMANDS = tuple(name for name in COMMANDS if name != MAIN)
 
 
 def _video_after_double_dash(argv: list[str]) -> list[str]:
@@ -70,38 +49,38 @@ def _dash_hint(argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run blurface with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    name = argv[0] if argv and argv[0] in SUBCOMMANDS else "blur"
-    if name != "blur":
+    name = argv[0] if argv and argv[0] in SUBCOMMANDS else MAIN
+    if name != MAIN:
         argv = argv[1:]
     if name not in ("enroll", "inspect"):  # these take several files: there ``--`` keeps its usual meaning
         argv = _video_after_double_dash(argv)
-    make_parser, command = COMMANDS[name]
+    command = COMMANDS[name]
     debug = "--debug" in argv
     try:
         try:
-            args = make_parser().parse_args(argv)
+            args = command.add_parser().parse_args(argv)
         except SystemExit as e:  # --help and --version exit through argparse
             return int(e.code or 0)
-        args.command, args.argv = name, ["blurface"] + ([] if name == "blur" else [name]) + argv
+        args.command, args.argv = name, ["blurface"] + ([] if name == MAIN else [name]) + argv
         setup_logging(args.quiet, args.debug)
         from ..files import remove_stale_temp_dirs
 
         # Unmasked working copies a killed run left (review proxies, excerpt copies) go first.
         remove_stale_temp_dirs()
         with signals_as_interrupt():
-            return command(args)
+            return command.run(args)
     except UsageError as e:
         print(one_line(f"{e}{_dash_hint(argv)}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         if debug:
             log.exception("details")
-        print(f"blurface: interrupted by Ctrl-C (SIGINT); {NOT_WRITTEN[name]}", file=sys.stderr)
+        print(f"blurface: interrupted by Ctrl-C (SIGINT); {command.NOT_WRITTEN}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Interrupted as e:
         if debug:
             log.exception("details")
-        print(one_line(f"blurface: {e}; {NOT_WRITTEN[name]}"), file=sys.stderr)
+        print(one_line(f"blurface: {e}; {command.NOT_WRITTEN}"), file=sys.stderr)
         return EXIT_INTERRUPTED
     except BlurfaceError as e:
         if debug:

@@ -6,7 +6,11 @@ import argparse
 import sys
 
 from ..text import printable
-from .common import EXIT_OK, Bars, Parser, UsageError, add_common, add_embedder
+from .common import EXIT_OK, Bars, Parser, add_common, add_embedder, add_tolerance, check_tolerance
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no people files were written"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -18,10 +22,8 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("video", help="input video")
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="folder for people.png and person_N.npz")
     p.add_argument("--plan", metavar="JSON", help="a saved plan of the video (default: find every face)")
-    p.add_argument("--tolerance", type=float, default=None, metavar="D",
-                   help="tracks closer than this (mean embedding distance) are one person "
-                   "(default: the embedder's tolerance)")
-    p.add_argument("--overwrite", action="store_true")
+    add_tolerance(p, "tracks closer than this (mean embedding distance) are one person (default: the embedder's tolerance)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing people.png and person_N.npz files")
     add_embedder(p)
     add_common(p)
     return p
@@ -34,8 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..plan import Plan
     from ..people import write_people
 
-    if args.tolerance is not None and not 0 < args.tolerance < 2:
-        raise UsageError(f"blurface: --tolerance {args.tolerance} is out of range: use a value between 0 and 2")
+    check_tolerance(args)
     info = media.probe(args.video)
     bars = Bars(info.frame_count, enabled=not args.quiet)
     try:

@@ -12,12 +12,22 @@ from .common import (
     UsageError,
     add_common,
     add_keep_metadata,
+    add_look,
     add_matching,
     add_range,
+    add_speed,
+    add_unsure,
+    add_who,
     check_reference_args,
     render_settings_from_args,
     run_for_editors,
+    speed_flags,
+    who_from_args,
 )
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no preview was written"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -27,27 +37,20 @@ def add_parser() -> argparse.ArgumentParser:
         "With --plan it is exact; otherwise the range plus 5 s on each side is analysed.",
     )
     p.add_argument("video", help="input video")
-    who = p.add_argument_group("whom to mask (exactly one)")
-    who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ")
-    who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ")
-    who.add_argument("--all", action="store_true")
-    who.add_argument("--plan", metavar="JSON", help="a saved plan: show exactly what it masks, without detecting")
+    add_who(p, "whom to mask (exactly one)", plan="a saved plan: show exactly what it masks, without detecting")
     p.add_argument("-o", "--output", help="preview file to write (.mp4, .mov, .mkv; default: VIDEO.preview.mp4 "
                    "beside the input)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing preview file")
     add_range(p)
     p.add_argument("--overlay", action="store_true",
                    help="draw each face box coloured by decision (red masked, green kept, yellow unsure), "
                    "its track id, name and distance, and the frame time")
-    p.add_argument("--height", type=int, default=540, help="proxy height in pixels (default 540)")
+    p.add_argument("--height", type=int, default=540, help="proxy height in pixels (default %(default)s)")
     p.add_argument("--contact-sheet", metavar="PNG", help="also write a contact sheet of the range's tracks (UNMASKED crops)")
     add_matching(p)
-    p.add_argument("--unsure", choices=("mask", "keep"), default="mask")
-    p.add_argument("--fast", action="store_true")
-    p.add_argument("--thorough", action="store_true")
-    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
-    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
-    p.add_argument("--pad", type=float, default=None)
+    add_unsure(p)
+    add_speed(p)  # not exclusive in argparse: run() says "at most one" itself
+    add_look(p)
     add_keep_metadata(p)
     add_common(p)
     p.set_defaults(crf=None, preset=None, matte=None, report=None, codec=None, lossless=False, deinterlace=False)
@@ -59,10 +62,9 @@ def run(args: argparse.Namespace) -> int:
     from ..plan import Plan
     from ..review import PREVIEW_ENCODE
 
-    if sum([bool(args.target), bool(args.keep), bool(args.all), bool(args.plan)]) != 1:
-        raise UsageError("blurface preview: give exactly one of --target, --keep, --all or --plan (see --help)")
-    if args.fast and args.thorough:
-        raise UsageError("blurface preview: give at most one of --fast and --thorough")
+    who_from_args(args, prog="blurface preview", plan=True)
+    if sum(bool(getattr(args, flag[2:])) for flag in speed_flags()) > 1:
+        raise UsageError(f"blurface preview: give at most one of {' and '.join(speed_flags())}")
     if not 64 <= args.height <= 4320:
         raise UsageError(f"blurface preview: --height {args.height} is out of range: use 64 to 4320")
     settings = render_settings_from_args(args)

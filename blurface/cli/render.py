@@ -13,7 +13,9 @@ from .common import (
     Parser,
     add_common,
     add_editor_outputs,
+    add_encode,
     add_keep_metadata,
+    add_look,
     add_output_format,
     add_range,
     render_settings_from_args,
@@ -22,17 +24,18 @@ from .common import (
 )
 
 
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no output video was written"
+
+
 def add_parser() -> argparse.ArgumentParser:
     p = Parser(prog="blurface render", description="Render a saved (and possibly reviewed) plan without detecting again.")
     p.add_argument("video", help="the video the plan was made for")
     p.add_argument("--plan", required=True, help="plan JSON written by 'blurface VIDEO ... --plan'")
     p.add_argument("-o", "--output", help="output path (default: VIDEO.blurred.EXT)")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
-    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
-    p.add_argument("--pad", type=float, default=None)
-    p.add_argument("--crf", type=int, default=None)
-    p.add_argument("--preset", default=None)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    add_look(p)
+    add_encode(p)
     add_output_format(p)
     add_keep_metadata(p)
     add_range(p)

@@ -15,24 +15,29 @@ from .common import (
     UsageError,
     add_common,
     add_keep_metadata,
+    add_look,
     add_matching,
+    add_speed,
+    add_unsure,
+    add_who,
     analysis_from_args,
     check_reference_args,
     check_side_file,
+    mask_unsure,
     render_settings_from_args,
+    who_from_args,
 )
 
 
 def _add_decisions(p: argparse.ArgumentParser) -> None:
-    who = p.add_argument_group("decisions (exactly one)")
-    who.add_argument("--target", action="append", default=[], metavar="PHOTO|DIR|NPZ")
-    who.add_argument("--keep", action="append", default=[], metavar="PHOTO|DIR|NPZ")
-    who.add_argument("--all", action="store_true")
-    who.add_argument("--plan", metavar="JSON", help="a saved plan: review it without detecting again")
+    add_who(p, "decisions (exactly one)", plan="a saved plan: review it without detecting again")
     add_matching(p)
-    p.add_argument("--unsure", choices=("mask", "keep"), default="mask")
-    p.add_argument("--fast", action="store_true")
-    p.add_argument("--thorough", action="store_true")
+    add_unsure(p)
+    add_speed(p)  # not exclusive: with both, --fast wins (analysis_from_args)
+
+
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "the review stopped"
 
 
 def add_parser() -> argparse.ArgumentParser:
@@ -50,9 +55,7 @@ def add_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="Render may replace an existing output")
     p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
-    p.add_argument("--mask", choices=("blur", "pixelate", "solid"), default="blur")
-    p.add_argument("--shape", choices=("ellipse", "box"), default="ellipse")
-    p.add_argument("--pad", type=float, default=None)
+    add_look(p)
     add_keep_metadata(p)
     add_common(p)
     p.set_defaults(crf=None, preset=None)
@@ -67,7 +70,7 @@ def _decided_plan(args: argparse.Namespace, bars: Bars):  # noqa: ANN202 - Plan,
         return Plan.load(args.plan)
     return make_plan(
         args.video, targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-        tolerance=args.tolerance, mask_unsure=args.unsure == "mask",
+        tolerance=args.tolerance, mask_unsure=mask_unsure(args),
         analysis=analysis_from_args(args),
         strict_reference=args.strict_reference, progress=bars,
     )
@@ -78,8 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from ..embedders import make_embedder
     from ..pipeline import check_same_video
 
-    if sum([bool(args.target), bool(args.keep), bool(args.all), bool(args.plan)]) != 1:
-        raise UsageError("blurface review: give exactly one of --target, --keep, --all or --plan (see --help)")
+    who_from_args(args, prog="blurface review", plan=True)
     if not 0 <= args.port <= 65535:
         raise UsageError(f"blurface review: --port {args.port} is not a port: use 1 to 65535, or 0 for a free one")
     settings = render_settings_from_args(args)

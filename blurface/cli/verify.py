@@ -8,6 +8,10 @@ from ..text import printable
 from .common import EXIT_FAILURE, EXIT_OK, Bars, Parser, add_common, add_matching, check_reference_args, check_side_file
 
 
+# What an interrupted run has not written, for the one line main prints.
+NOT_WRITTEN = "no report was written"
+
+
 def add_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="blurface verify",
