@@ -21,11 +21,12 @@ import numpy as np
 from .boxes import iou_matrix
 from .embedders import SFace, embedder_settings
 from .files import write_atomically
-from .plan_check import MAX_NAME, check_plan_json  # noqa: F401 - MAX_NAME: gallery.py reads it here
+from .plan_check import MAX_ID, MAX_NAME, check_plan_json  # noqa: F401 - MAX_NAME: gallery.py reads it here
 from .track import box_at
 from .types import (
     DECISIONS,
     MODES,
+    Decision,
     SOURCE_NAMES,
     InputError,
     Mode,
@@ -309,18 +310,99 @@ class Plan:
         if inside.all():
             return track
         pieces = [m for m in (track.frames < first, inside, track.frames > last) if m.any()]
-        made = []
-        next_id = max(t.id for t in self.tracks) + 1
-        for k, rows in enumerate(pieces):
-            tid = track.id if k == 0 else next_id + k - 1
-            made.append(Track(
-                id=tid, frames=track.frames[rows], xyxy=track.xyxy[rows], source=track.source[rows],
-                embeddings=track.embeddings, embedding_frames=track.embedding_frames, identity=track.identity,
-                distance=track.distance, decision=track.decision, masked=track.masked, reason=track.reason,
-            ))
         at = self.tracks.index(track)
-        self.tracks[at:at + 1] = made
+        made = []
+        for k, rows in enumerate(pieces):
+            # Each piece joins the list before the next id is asked for, so the ids differ.
+            piece = Track(
+                id=track.id if k == 0 else self.new_track_id(), frames=track.frames[rows], xyxy=track.xyxy[rows],
+                source=track.source[rows], embeddings=track.embeddings, embedding_frames=track.embedding_frames,
+                identity=track.identity, distance=track.distance, decision=track.decision, masked=track.masked,
+                reason=track.reason,
+            )
+            if k == 0:
+                self.tracks[at] = piece  # the first piece keeps the track's id and place
+            else:
+                self.tracks.insert(at + k, piece)
+            made.append(piece)
         return next(t for t in made if t.first >= first)
+
+    def trim(self, track_id: int, first: int, last: int) -> Track:
+        """Keep only frames ``first..last`` of track ``track_id`` (a hand-added one that ran too far); return it.
+
+        The track keeps its id, decision, reason and embeddings; its boxes outside the range go.
+
+        Raises:
+            KeyError: no such track. ValueError: the range holds none of its frames.
+        """
+        track = self.track(track_id)
+        keep = (track.frames >= first) & (track.frames <= last)
+        if not keep.any():
+            raise ValueError(f"frames {first}-{last} hold no frame of track {track_id}: it runs {track.first}-{track.last}")
+        track.frames, track.xyxy, track.source = track.frames[keep], track.xyxy[keep], track.source[keep]
+        return track
+
+    def new_track_id(self) -> int:
+        """The id a track added now gets: one past the highest, so ids keep the order tracks were made in.
+
+        Past :data:`~blurface.plan_check.MAX_ID` (the largest id :meth:`load` accepts) it is the
+        lowest id no track uses, so the plan saved after the edit still loads.
+        """
+        ids = {t.id for t in self.tracks}
+        after = max(ids, default=-1) + 1
+        if after <= MAX_ID:
+            return after
+        return next(i for i in range(len(ids) + 1) if i not in ids)
+
+    def add_track(
+        self,
+        frames: np.ndarray,
+        xyxy: np.ndarray,
+        source: np.ndarray,
+        *,
+        decision: Decision = "manual",
+        masked: bool = True,
+        reason: str = "",
+    ) -> Track:
+        """Add a track under a new id (:meth:`new_track_id`), in the plan's order (first frame, then id); return it.
+
+        Args:
+            frames: ``(n,)`` ascending frame indices within the video.
+            xyxy: ``(n, 4)`` finite boxes, full-frame pixels.
+            source: ``(n,)`` one of ``SOURCE_*`` per row.
+
+        Raises:
+            ValueError: no frames, frames not ascending or outside the video, or a box not finite.
+        """
+        track = Track(id=self.new_track_id(), frames=frames, xyxy=xyxy, source=source, decision=decision,
+                      masked=masked, reason=reason)
+        if not len(track):
+            raise ValueError("a track needs at least one frame")
+        if track.first < 0 or track.last >= self.frame_count or (np.diff(track.frames) <= 0).any():
+            raise ValueError(f"frames {track.first}-{track.last} are not ascending frames of the video "
+                             f"(0..{self.frame_count - 1})")
+        if not np.isfinite(track.xyxy).all():
+            raise ValueError("every box must be four finite numbers")
+        self.tracks.append(track)
+        self.tracks.sort(key=lambda t: (t.first, t.id))
+        return track
+
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        """Frames where a new shot starts, ascending, as the analysis found them (frame 0 is not listed).
+
+        Kept in the plan file as ``settings.scene_cuts``, where plans have always kept them (so
+        files keep their bytes, and the analysis' record stays whole), and checked on load like
+        every field. ``()`` when the plan records none: one shot.
+        """
+        return tuple(sorted(int(c) for c in self.settings.get("scene_cuts", ())))
+
+    @cuts.setter
+    def cuts(self, frames: tuple[int, ...] | list[int]) -> None:
+        cuts = [int(c) for c in frames]
+        if any(c < 0 for c in cuts) or any(b <= a for a, b in zip(cuts, cuts[1:])):
+            raise ValueError(f"scene cuts {cuts[:8]} must be ascending frame numbers")
+        self.settings["scene_cuts"] = cuts
 
     def iter_rows(
         self, first: int = 0, last: int | None = None, *, masked_only: bool = False

@@ -38,6 +38,8 @@ import secrets
 import socket
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -340,19 +342,20 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if not self._allowed(write=False):
             return
-        session = self.server.session
-        if path == "/":
-            self._send(200, self.server.page, "text/html; charset=utf-8")
-        elif path == "/api/state":
-            self._json(session.state())
-        elif path == "/api/render":
-            self._json(session.render_state())
-        elif path == "/proxy.mp4":
-            self._file(session.proxy, "video/mp4")
-        elif (m := _THUMB.fullmatch(path)) and m.group(1) in session.thumbs:
-            self._send(200, session.thumbs[m.group(1)], "image/jpeg")
-        else:
+        found = _route("GET", path)
+        answer = None if found is None else found[0](_Request(self.server, found[1], _Body({}), ""))
+        self._answer(answer)
+
+    def _answer(self, answer: object) -> None:
+        """Send a route's answer: bytes as they are, a file with byte ranges, anything else as JSON."""
+        if answer is None:
             self._error(HTTPStatus.NOT_FOUND, "not found")
+        elif isinstance(answer, _Raw):
+            self._send(200, answer.body, answer.ctype)
+        elif isinstance(answer, _File):
+            self._file(answer.path, answer.ctype)
+        else:
+            self._json(answer)
 
     def _file(self, path: Path, ctype: str) -> None:
         """Serve one file the review made, with byte ranges (browsers seek video with them)."""
@@ -432,7 +435,10 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         try:
-            result = self._act(urlsplit(self.path).path, _Body(body))
+            data = _Body(body)
+            reason = data.text("reason", 200)  # read first, on every path: a bad one is a 400 anywhere
+            found = _route("POST", urlsplit(self.path).path)
+            result = None if found is None else found[0](_Request(self.server, found[1], data, reason))
         except KeyError as e:
             self._error(HTTPStatus.NOT_FOUND, str(e.args[0]) if e.args else "not found")
             return
@@ -445,39 +451,104 @@ class _Handler(BaseHTTPRequestHandler):
         except BlurfaceError as e:
             self._error(HTTPStatus.INTERNAL_SERVER_ERROR, str(e))
             return
-        if result is None:
-            self._error(HTTPStatus.NOT_FOUND, "not found")
-            return
-        self._json(result)
+        self._answer(result)
 
-    def _act(self, path: str, body: _Body) -> dict | None:
-        s = self.server.session
-        reason = body.text("reason", 200)
-        if path == "/api/track":
-            tid = s.set_track(body.int("id"), body.bool("masked"), reason, body.int("first", optional=True),
-                              body.int("last", optional=True))
-            return {"ok": True, "track": tid}
-        if path == "/api/trim":
-            s.trim(body.int("id"), body.int("first"), body.int("last"), reason)
-            return {"ok": True}
-        if path == "/api/person":
-            return {"ok": True, "tracks": s.set_person(body.int("person"), body.bool("masked"), reason)}
-        if path == "/api/person/split":
-            s.split_person(body.int("track"))
-            return {"ok": True}
-        if path == "/api/person/merge":
-            s.merge_people(body.int("a"), body.int("b"))
-            return {"ok": True}
-        if path == "/api/person/save":
-            return {"ok": True, "path": str(s.save_person(body.int("person"), body.text("name", 100)))}
-        if path == "/api/box":
-            return {"ok": True, "track": s.add_box(body.int("frame"), body.box("box"), reason)}
-        if path == "/api/save":
-            return {"ok": True, "path": str(s.save())}
-        if path == "/api/render":
-            s.start_render()
-            return {"ok": True}
-        return None
+
+# --------------------------------------------------------------------------- routes
+#
+# What each request asks of the session, by method and path: the only place a path is read.
+# A route takes the checked request and returns its answer (``None``: 404); the handler
+# above does the HTTP (checks, bounds, status codes). POST routes change the review only
+# through ReviewSession, whose changes are the plan's own edits.
+
+
+@dataclass(frozen=True)
+class _Raw:
+    body: bytes
+    ctype: str
+
+
+@dataclass(frozen=True)
+class _File:
+    path: Path
+    ctype: str
+
+
+@dataclass(frozen=True)
+class _Request:
+    server: ReviewServer
+    match: re.Match[str]  # the route's pattern on the path
+    body: _Body  # a POST's JSON object (empty for GET)
+    reason: str  # a POST's "reason", cut to 200 characters
+
+    @property
+    def session(self) -> ReviewSession:
+        return self.server.session
+
+
+def _thumb(r: _Request) -> _Raw | None:
+    data = r.session.thumbs.get(r.match.group(1))
+    return None if data is None else _Raw(data, "image/jpeg")
+
+
+def _set_track(r: _Request) -> dict:
+    b = r.body
+    tid = r.session.set_track(b.int("id"), b.bool("masked"), r.reason, b.int("first", optional=True),
+                              b.int("last", optional=True))
+    return {"ok": True, "track": tid}
+
+
+def _trim(r: _Request) -> dict:
+    r.session.trim(r.body.int("id"), r.body.int("first"), r.body.int("last"), r.reason)
+    return {"ok": True}
+
+
+def _split_person(r: _Request) -> dict:
+    r.session.split_person(r.body.int("track"))
+    return {"ok": True}
+
+
+def _merge_people(r: _Request) -> dict:
+    r.session.merge_people(r.body.int("a"), r.body.int("b"))
+    return {"ok": True}
+
+
+def _start_render(r: _Request) -> dict:
+    r.session.start_render()
+    return {"ok": True}
+
+
+Route = Callable[[_Request], object]
+
+# (method, path pattern, matched whole) -> route.
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/"): lambda r: _Raw(r.server.page, "text/html; charset=utf-8"),
+    ("GET", "/api/state"): lambda r: r.session.state(),
+    ("GET", "/api/render"): lambda r: r.session.render_state(),
+    ("GET", r"/proxy\.mp4"): lambda r: _File(r.session.proxy, "video/mp4"),
+    ("GET", _THUMB.pattern): _thumb,
+    ("POST", "/api/track"): _set_track,
+    ("POST", "/api/trim"): _trim,
+    ("POST", "/api/person"): lambda r: {"ok": True, "tracks": r.session.set_person(
+        r.body.int("person"), r.body.bool("masked"), r.reason)},
+    ("POST", "/api/person/split"): _split_person,
+    ("POST", "/api/person/merge"): _merge_people,
+    ("POST", "/api/person/save"): lambda r: {"ok": True, "path": str(r.session.save_person(
+        r.body.int("person"), r.body.text("name", 100)))},
+    ("POST", "/api/box"): lambda r: {"ok": True, "track": r.session.add_box(
+        r.body.int("frame"), r.body.box("box"), r.reason)},
+    ("POST", "/api/save"): lambda r: {"ok": True, "path": str(r.session.save())},
+    ("POST", "/api/render"): _start_render,
+}
+_PATTERNS = [(method, re.compile(path), route) for (method, path), route in ROUTES.items()]
+
+
+def _route(method: str, path: str) -> tuple[Route, re.Match[str]] | None:
+    """The route for ``method`` (HEAD is asked as GET) and ``path``, and its match; ``None``: no such route."""
+    for m, pattern, route in _PATTERNS:
+        if m == method and (match := pattern.fullmatch(path)):
+            return route, match
+    return None
 
 
 def start(session: ReviewSession, port: int = 0, **options: object) -> tuple[ReviewServer, threading.Thread]:

@@ -192,11 +192,10 @@ class ReviewSession:
     def trim(self, track_id: int, first: int, last: int, reason: str = "") -> None:
         """Keep only frames ``first..last`` of a track (a hand-added one that ran too far)."""
         with self.lock:
-            track = self.plan.track(track_id)
-            keep = (track.frames >= first) & (track.frames <= last)
-            if not keep.any():
-                raise InputError(f"frames {first}-{last} hold no frame of track {track_id}: it runs {track.first}-{track.last}")
-            track.frames, track.xyxy, track.source = track.frames[keep], track.xyxy[keep], track.source[keep]
+            try:
+                track = self.plan.trim(track_id, first, last)
+            except ValueError as e:  # the reviewer's range: said as the page's other refusals are
+                raise InputError(str(e)) from e
             self.plan.log_review("trim", track_id, reason, frames=[track.first, track.last])
 
     def set_person(self, index: int, masked: bool, reason: str = "") -> list[int]:
