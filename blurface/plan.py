@@ -1,9 +1,11 @@
 """The redaction plan: which box to mask on which frame, and why.
 
 The plan is the only thing the render step needs, so it can be saved, reviewed,
-edited (flip a track's ``masked``) and rendered again without detecting again.
-It is built from :class:`~blurface.types.Track` objects whose identity was
-decided here from all of each track's evidence.
+edited and rendered again without detecting again. It is built from
+:class:`~blurface.types.Track` objects whose identity was decided here from all of
+each track's evidence. Every edit of a plan is one of its own methods (``override``,
+``split``, ``trim``, ``add_track``; new ids from ``new_track_id``): the review session
+calls them, and a loaded file is checked field by field first (:mod:`blurface.plan_check`).
 """
 
 from __future__ import annotations
