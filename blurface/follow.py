@@ -30,8 +30,8 @@ TRACK_HEIGHT = 360
 
 
 def shot_of(plan: Plan, frame: int) -> tuple[int, int]:
-    """First and last frame of the shot holding ``frame`` (cuts from the plan's analysis settings)."""
-    cuts = sorted(int(c) for c in plan.settings.get("scene_cuts", []) if 0 < int(c) < plan.frame_count)
+    """First and last frame of the shot holding ``frame`` (the shots' cuts: :attr:`Plan.cuts`)."""
+    cuts = [c for c in plan.cuts if 0 < c < plan.frame_count]
     bounds = [0, *cuts, plan.frame_count]
     k = int(np.searchsorted(bounds, frame, side="right")) - 1
     return bounds[k], bounds[k + 1] - 1
@@ -122,10 +122,7 @@ def add_manual_track(plan: Plan, frame: int, box: list[float], *, reason: str = 
     source = np.full(len(frames), SOURCE_INTERPOLATED, np.uint8)  # followed, not detected...
     source[frames == frame] = SOURCE_DETECTED  # ...but for the reviewer's own box
     why = "reviewer override: face added by hand, followed by a visual tracker" + (f" ({reason})" if reason else "")
-    track = Track(id=max((t.id for t in plan.tracks), default=-1) + 1, frames=frames, xyxy=boxes, source=source,
-                  decision="manual", masked=True, reason=why)
-    plan.tracks.append(track)
-    plan.tracks.sort(key=lambda t: (t.first, t.id))
+    track = plan.add_track(frames, boxes, source, decision="manual", masked=True, reason=why)
     plan.log_review("add", track.id, reason, frame=frame, box=[round(float(v), 1) for v in box],
                     frames=[track.first, track.last])
     return track

@@ -1,9 +1,11 @@
 """The redaction plan: which box to mask on which frame, and why.
 
 The plan is the only thing the render step needs, so it can be saved, reviewed,
-edited (flip a track's ``masked``) and rendered again without detecting again.
-It is built from :class:`~blurface.types.Track` objects whose identity was
-decided here from all of each track's evidence.
+edited and rendered again without detecting again. It is built from
+:class:`~blurface.types.Track` objects whose identity was decided here from all of
+each track's evidence. Every edit of a plan is one of its own methods (``override``,
+``split``, ``trim``, ``add_track``; new ids from ``new_track_id``): the review session
+calls them, and a loaded file is checked field by field first (:mod:`blurface.plan_check`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import datetime as _dt
 import json
 import math
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,10 +23,12 @@ import numpy as np
 from .boxes import iou_matrix
 from .embedders import SFace, embedder_settings
 from .files import write_atomically
+from .plan_check import MAX_ID, MAX_NAME, check_plan_json  # noqa: F401 - MAX_NAME: gallery.py reads it here
 from .track import box_at
 from .types import (
     DECISIONS,
     MODES,
+    Decision,
     SOURCE_NAMES,
     InputError,
     Mode,
@@ -309,18 +312,99 @@ class Plan:
         if inside.all():
             return track
         pieces = [m for m in (track.frames < first, inside, track.frames > last) if m.any()]
-        made = []
-        next_id = max(t.id for t in self.tracks) + 1
-        for k, rows in enumerate(pieces):
-            tid = track.id if k == 0 else next_id + k - 1
-            made.append(Track(
-                id=tid, frames=track.frames[rows], xyxy=track.xyxy[rows], source=track.source[rows],
-                embeddings=track.embeddings, embedding_frames=track.embedding_frames, identity=track.identity,
-                distance=track.distance, decision=track.decision, masked=track.masked, reason=track.reason,
-            ))
         at = self.tracks.index(track)
-        self.tracks[at:at + 1] = made
+        made = []
+        for k, rows in enumerate(pieces):
+            # Each piece joins the list before the next id is asked for, so the ids differ.
+            piece = Track(
+                id=track.id if k == 0 else self.new_track_id(), frames=track.frames[rows], xyxy=track.xyxy[rows],
+                source=track.source[rows], embeddings=track.embeddings, embedding_frames=track.embedding_frames,
+                identity=track.identity, distance=track.distance, decision=track.decision, masked=track.masked,
+                reason=track.reason,
+            )
+            if k == 0:
+                self.tracks[at] = piece  # the first piece keeps the track's id and place
+            else:
+                self.tracks.insert(at + k, piece)
+            made.append(piece)
         return next(t for t in made if t.first >= first)
+
+    def trim(self, track_id: int, first: int, last: int) -> Track:
+        """Keep only frames ``first..last`` of track ``track_id`` (a hand-added one that ran too far); return it.
+
+        The track keeps its id, decision, reason and embeddings; its boxes outside the range go.
+
+        Raises:
+            KeyError: no such track. ValueError: the range holds none of its frames.
+        """
+        track = self.track(track_id)
+        keep = (track.frames >= first) & (track.frames <= last)
+        if not keep.any():
+            raise ValueError(f"frames {first}-{last} hold no frame of track {track_id}: it runs {track.first}-{track.last}")
+        track.frames, track.xyxy, track.source = track.frames[keep], track.xyxy[keep], track.source[keep]
+        return track
+
+    def new_track_id(self) -> int:
+        """The id a track added now gets: one past the highest, so ids keep the order tracks were made in.
+
+        Past :data:`~blurface.plan_check.MAX_ID` (the largest id :meth:`load` accepts) it is the
+        lowest id no track uses, so the plan saved after the edit still loads.
+        """
+        ids = {t.id for t in self.tracks}
+        after = max(ids, default=-1) + 1
+        if after <= MAX_ID:
+            return after
+        return next(i for i in range(len(ids) + 1) if i not in ids)
+
+    def add_track(
+        self,
+        frames: np.ndarray,
+        xyxy: np.ndarray,
+        source: np.ndarray,
+        *,
+        decision: Decision = "manual",
+        masked: bool = True,
+        reason: str = "",
+    ) -> Track:
+        """Add a track under a new id (:meth:`new_track_id`), in the plan's order (first frame, then id); return it.
+
+        Args:
+            frames: ``(n,)`` ascending frame indices within the video.
+            xyxy: ``(n, 4)`` finite boxes, full-frame pixels.
+            source: ``(n,)`` one of ``SOURCE_*`` per row.
+
+        Raises:
+            ValueError: no frames, frames not ascending or outside the video, or a box not finite.
+        """
+        track = Track(id=self.new_track_id(), frames=frames, xyxy=xyxy, source=source, decision=decision,
+                      masked=masked, reason=reason)
+        if not len(track):
+            raise ValueError("a track needs at least one frame")
+        if track.first < 0 or track.last >= self.frame_count or (np.diff(track.frames) <= 0).any():
+            raise ValueError(f"frames {track.first}-{track.last} are not ascending frames of the video "
+                             f"(0..{self.frame_count - 1})")
+        if not np.isfinite(track.xyxy).all():
+            raise ValueError("every box must be four finite numbers")
+        self.tracks.append(track)
+        self.tracks.sort(key=lambda t: (t.first, t.id))
+        return track
+
+    @property
+    def cuts(self) -> tuple[int, ...]:
+        """Frames where a new shot starts, ascending, as the analysis found them (frame 0 is not listed).
+
+        Kept in the plan file as ``settings.scene_cuts``, where plans have always kept them (so
+        files keep their bytes, and the analysis' record stays whole), and checked on load like
+        every field. ``()`` when the plan records none: one shot.
+        """
+        return tuple(sorted(int(c) for c in self.settings.get("scene_cuts", ())))
+
+    @cuts.setter
+    def cuts(self, frames: tuple[int, ...] | list[int]) -> None:
+        cuts = [int(c) for c in frames]
+        if any(c < 0 for c in cuts) or any(b <= a for a, b in zip(cuts, cuts[1:])):
+            raise ValueError(f"scene cuts {cuts[:8]} must be ascending frame numbers")
+        self.settings["scene_cuts"] = cuts
 
     def iter_rows(
         self, first: int = 0, last: int | None = None, *, masked_only: bool = False
@@ -534,246 +618,3 @@ def _review_log(entries: object) -> list[dict]:
     if not isinstance(entries, list) or not all(isinstance(e, dict) and "action" in e for e in entries):
         raise ValueError("'review' must be a list of entries, each with an 'action'")
     return [dict(e) for e in entries]
-
-
-# ----- validation of a loaded plan ---------------------------------------------------------------
-#
-# A plan file is untrusted input: plans are passed between reviewers, and their text reaches the
-# review page, reports and the terminal. Every field the loader reads is checked here for its
-# type, its range or its allowed values and its length, before any of it is used; the first bad
-# field is refused with one line that names it and says what it must be. Fields the loader does
-# not read are ignored (they are never written back).
-
-MAX_FRAMES = 10_000_000  # over 90 hours at 30 fps
-MAX_SIDE = 1 << 16  # width and height, pixels
-MAX_BOXES_PER_FRAME = 10_000
-MAX_TEXT = 4_096  # a reason, a warning, a path
-MAX_NAME = 256  # an identity, a codec, a settings key
-MAX_ITEMS = 100_000  # warnings, metadata keys, settings lists, streams
-MAX_ID = 2**31 - 1  # track ids, frame numbers: what int64 numpy maths takes without overflow
-MAX_DISTANCE = 100.0  # embedding distances are about 0-2; anything far beyond is not one
-_ACTION = re.compile(r"[a-z][a-z_]{0,31}")
-_STREAM_KINDS = ("video", "audio", "subtitle", "data", "attachment", "unknown")
-
-
-def _show(value: object) -> str:
-    """``value`` for a message: its repr (control characters escaped), cut to 48 characters."""
-    text = repr(value)
-    return text if len(text) <= 48 else text[:45] + "..."
-
-
-def _bad(where: str, value: object, fix: str) -> ValueError:
-    return ValueError(f"{where} is {_show(value)}: {fix}")
-
-
-def _int(value: object, where: str, lo: int = 0, hi: int = MAX_ID) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise _bad(where, value, f"give a whole number from {lo} to {hi}")
-    return value
-
-
-def _num(value: object, where: str, lo: float, hi: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or not lo <= value <= hi:
-        raise _bad(where, value, f"give a finite number from {lo:g} to {hi:g}")
-    return float(value)
-
-
-def _text(value: object, where: str, limit: int = MAX_TEXT, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise _bad(where, value, f"give text of at most {limit} characters" + (" or null" if optional else ""))
-    return value
-
-
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise _bad(where, value, "give true or false (JSON booleans, not text)")
-    return value
-
-
-def _choice(value: object, where: str, allowed: tuple[str, ...]) -> str:
-    if not isinstance(value, str) or value not in allowed:
-        raise _bad(where, value, f"use one of {', '.join(allowed)}")
-    return value
-
-
-def _list(value: object, where: str, limit: int = MAX_ITEMS) -> list:
-    if not isinstance(value, list) or len(value) > limit:
-        raise _bad(where, value, f"give a list of at most {limit} items")
-    return value
-
-
-def _obj(value: object, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise _bad(where, value, "give a JSON object")
-    return value
-
-
-def _need(data: dict, key: str, where: str) -> object:
-    if key not in data:
-        raise ValueError(f"{where} lacks {key!r}: write the plan again with 'blurface VIDEO ... --plan PLAN.json'")
-    return data[key]
-
-
-def _fraction(value: object, where: str) -> None:
-    from fractions import Fraction
-
-    try:
-        ok = isinstance(value, str) and len(value) <= 32 and 0 < Fraction(value) <= 1_000_000
-    except (ValueError, ZeroDivisionError):
-        ok = False
-    if not ok:
-        raise _bad(where, value, "give a positive fraction as text, such as \"30000/1001\"")
-
-
-def _plain_json(value: object, where: str, depth: int = 0) -> None:
-    """Free-form data kept for the record (settings, review details): bounded size, finite numbers."""
-    if depth > 8:
-        raise ValueError(f"{where} is nested too deeply: keep settings as blurface wrote them")
-    if value is None or isinstance(value, bool):
-        return
-    if isinstance(value, (int, float)):
-        _num(value, where, -1e15, 1e15)
-    elif isinstance(value, str):
-        _text(value, where)
-    elif isinstance(value, list):
-        for k, item in enumerate(_list(value, where)):
-            _plain_json(item, f"{where}[{k}]", depth + 1)
-    elif isinstance(value, dict):
-        if len(value) > 1000:
-            raise _bad(where, value, "give an object of at most 1000 keys")
-        for key, item in value.items():
-            _text(key, f"{where} key", MAX_NAME)
-            _plain_json(item, f"{where}.{key}", depth + 1)
-    else:
-        raise _bad(where, value, "give JSON data")
-
-
-def check_plan_json(data: object) -> None:
-    """Check every field of a plan's JSON that :meth:`Plan.load` reads; the first bad one raises.
-
-    Raises:
-        ValueError: names the field (``tracks[3].decision``), shows its value (cut short,
-            escaped) and says what it must be.
-    """
-    data = _obj(data, "the plan")
-    _choice(_need(data, "mode", "the plan"), "mode", MODES)
-    _plain_json(data.get("settings", {}), "settings")
-    settings = _obj(data.get("settings", {}), "settings")
-    # The settings other code reads back (the audit report, follow, the report's expectations).
-    if "decision" in settings:
-        decision = _obj(settings["decision"], "settings.decision")
-        if "mask_unsure" in decision:
-            _bool(decision["mask_unsure"], "settings.decision.mask_unsure")
-    for k, cut in enumerate(_list(settings.get("scene_cuts", []), "settings.scene_cuts")):
-        _int(cut, f"settings.scene_cuts[{k}]", 0, MAX_FRAMES)
-    for k, split in enumerate(_list(settings.get("splits", []), "settings.splits")):
-        for j, part in enumerate(_list(_obj(split, f"settings.splits[{k}]").get("parts", []),
-                                       f"settings.splits[{k}].parts")):
-            _int(part, f"settings.splits[{k}].parts[{j}]")
-    for key in ("warnings", "metadata_dropped"):
-        for k, text in enumerate(_list(data.get(key, []), key)):
-            _text(text, f"{key}[{k}]")
-
-    video = _obj(_need(data, "video", "the plan"), "video")
-    for key, limit in (("path", MAX_TEXT), ("container", MAX_NAME), ("codec", MAX_NAME), ("pix_fmt", MAX_NAME)):
-        _text(_need(video, key, "video"), f"video.{key}", limit)
-    width = _int(_need(video, "width", "video"), "video.width", 1, MAX_SIDE)
-    height = _int(_need(video, "height", "video"), "video.height", 1, MAX_SIDE)
-    rotation = _need(video, "rotation", "video")
-    if isinstance(rotation, bool) or not isinstance(rotation, int) or rotation not in (0, 90, 180, 270):
-        raise _bad("video.rotation", rotation, "use one of 0, 90, 180, 270")
-    _fraction(_need(video, "fps", "video"), "video.fps")
-    _fraction(_need(video, "time_base", "video"), "video.time_base")
-    _num(_need(video, "start_time", "video"), "video.start_time", -1e9, 1e9)
-    _num(_need(video, "duration", "video"), "video.duration", 0, 1e9)
-    _int(_need(video, "frame_count", "video"), "video.frame_count", 0, MAX_FRAMES)
-    if video.get("bit_rate") is not None:
-        _int(video["bit_rate"], "video.bit_rate", 0, 10**12)
-    for k, stream in enumerate(_list(video.get("streams", []), "video.streams", 1000)):
-        where = f"video.streams[{k}]"
-        _obj(stream, where)
-        _int(_need(stream, "index", where), f"{where}.index", 0, 100_000)
-        _choice(_need(stream, "kind", where), f"{where}.kind", _STREAM_KINDS)
-        _text(_need(stream, "codec", where), f"{where}.codec", MAX_NAME)
-        _text(stream.get("language"), f"{where}.language", MAX_NAME, optional=True)
-
-    count = _int(_need(data, "frame_count", "the plan"), "frame_count", 0, MAX_FRAMES)
-    times = _list(_need(data, "times", "the plan"), "times", MAX_FRAMES)
-    if len(times) != count:
-        raise ValueError(f"'times' lists {len(times)} times for {count} frames: give one time per frame")
-    for k, t in enumerate(times):
-        _num(t, f"times[{k}]", -1e9, 1e9)
-
-    tracks = _list(_need(data, "tracks", "the plan"), "tracks", MAX_ITEMS * 10)
-    ids: set[int] = set()
-    for k, spec in enumerate(tracks):
-        where = f"tracks[{k}]"
-        _obj(spec, where)
-        tid = _int(_need(spec, "id", where), f"{where}.id")
-        if tid in ids:
-            raise ValueError(f"{where}.id {tid} is used by two tracks: give each track its own id")
-        ids.add(tid)
-        _choice(spec.get("decision", "other"), f"{where}.decision", DECISIONS)
-        _bool(_need(spec, "masked", where), f"{where}.masked")
-        _text(spec.get("identity"), f"{where}.identity", MAX_NAME, optional=True)
-        if spec.get("distance") is not None:
-            _num(spec["distance"], f"{where}.distance", 0, MAX_DISTANCE)
-        _text(spec.get("reason", ""), f"{where}.reason")
-        for key in ("first", "last", "detected_frames"):
-            if key in spec:
-                _int(spec[key], f"{where}.{key}", 0, MAX_FRAMES)
-        for j, f in enumerate(_list(spec.get("embedding_frames", []), f"{where}.embedding_frames", MAX_FRAMES)):
-            _int(f, f"{where}.embedding_frames[{j}]", 0, max(count - 1, 0))
-
-    # Boxes may reach past the picture (a padded or extrapolated face), but not by more than a picture.
-    xs, ys = (-float(width), 2.0 * width), (-float(height), 2.0 * height)
-    sources = tuple(SOURCE_NAMES.values())
-    seen: set[tuple[int, int]] = set()
-    for k, frame in enumerate(_list(_need(data, "frames", "the plan"), "frames", MAX_FRAMES)):
-        where = f"frames[{k}]"
-        _obj(frame, where)
-        index = _need(frame, "index", where)
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < count:
-            raise _bad(f"{where}.index", index, f"it is outside the video: give a frame from 0 to {count - 1}")
-        if "time" in frame:
-            _num(frame["time"], f"{where}.time", -1e9, 1e9)
-        for j, box in enumerate(_list(_need(frame, "boxes", where), f"{where}.boxes", MAX_BOXES_PER_FRAME)):
-            at = f"{where}.boxes[{j}]"
-            _obj(box, at)
-            xyxy = _need(box, "box", at)
-            if not isinstance(xyxy, list) or len(xyxy) != 4:
-                raise _bad(f"{at}.box", xyxy, "give four numbers [x1, y1, x2, y2]")
-            x1, y1, x2, y2 = (_num(v, f"{at}.box[{n}]", *(xs if n % 2 == 0 else ys)) for n, v in enumerate(xyxy))
-            if x2 < x1 or y2 < y1:
-                raise _bad(f"{at}.box", xyxy, "give [x1, y1, x2, y2] with x1 <= x2 and y1 <= y2")
-            tid = _int(_need(box, "track", at), f"{at}.track")
-            if tid not in ids:
-                raise ValueError(f"{at}.track is {tid}, which is not in 'tracks': list every track in 'tracks'")
-            if (tid, index) in seen:
-                raise ValueError(f"{at}: track {tid} has two boxes on frame {index}: keep one")
-            seen.add((tid, index))
-            _choice(box.get("source", "detected"), f"{at}.source", sources)
-            if "masked" in box:
-                _bool(box["masked"], f"{at}.masked")
-            _text(box.get("identity"), f"{at}.identity", MAX_NAME, optional=True)
-            if box.get("distance") is not None:
-                _num(box["distance"], f"{at}.distance", 0, MAX_DISTANCE)
-            _text(box.get("why", ""), f"{at}.why")
-
-    for k, entry in enumerate(_list(data.get("review", []), "review", MAX_FRAMES)):
-        where = f"review[{k}]"
-        _obj(entry, where)
-        action = _need(entry, "action", where)
-        if not isinstance(action, str) or not _ACTION.fullmatch(action):
-            raise _bad(f"{where}.action", action, "give a word of lower-case letters and '_'")
-        _text(entry.get("time", ""), f"{where}.time", 64)
-        if entry.get("track") is not None:
-            _int(entry["track"], f"{where}.track")
-        _text(entry.get("reason", ""), f"{where}.reason")
-        for key, value in entry.items():
-            _text(key, f"{where} key", MAX_NAME)
-            if key not in ("action", "time", "track", "reason"):
-                _plain_json(value, f"{where}.{key}", 6)
