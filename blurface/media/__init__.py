@@ -15,7 +15,7 @@ This package is the only place that imports :mod:`av`. Its modules follow the st
   and frames built in it with the masks drawn into their planes.
 * ``encode``: :func:`transcode` re-encodes an input, masked, and copies its other streams.
 * ``clips``: :class:`ClipWriter` and :func:`copy_video_range` for previews, excerpts, mattes.
-* ``planes``: plane views and swscale flags the others share.
+* ``common``: plane views and swscale flags the others share.
 
 Callers use the names re-exported here (``media.probe``, ``media.transcode``, ...).
 
@@ -41,9 +41,9 @@ from .outputs import (
     cleanup_stale_temps,
     default_output_path,
 )
-from .planes import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
-from .planes import _pix_info as _pix_info
-from .planes import _samples as _samples
+from .common import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
+from .common import _pix_info as _pix_info
+from .common import _samples as _samples
 from .probing import VIDEO_EXTENSIONS, NotVideoError, looks_like_video, probe
 from .tags import _STALE_TAGS as _STALE_TAGS
 from .tags import read_tags

@@ -29,7 +29,7 @@ from .outputs import (
     _temp_path,
     cleanup_stale_temps,
 )
-from .planes import _ACCURATE_TO_YUV, _bgr_to_yuv
+from .common import _ACCURATE_TO_YUV, _bgr_to_yuv
 from .probing import _count_video_packets, _demux, _open_input, _video_input
 from .remux import _DEFAULT_LAYOUTS
 

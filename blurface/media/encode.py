@@ -30,7 +30,7 @@ from .outputs import (
     _temp_path,
     cleanup_stale_temps,
 )
-from .planes import _even_display_size, _pix_info, _resized
+from .common import _even_display_size, _pix_info, _resized
 from .probing import _count_video_packets, _demux, _open_input, _video_stream, probe
 from .remux import _plan_stream, _Route
 from .tags import _file_tags, _is_chapter_track, _TagPolicy

@@ -22,7 +22,7 @@ import numpy as np
 from .. import formats
 from ..types import DecodedFrame, OutputError, ProcessingError, VideoInfo
 from .outputs import OUTPUT_FORMATS, EncodeSettings
-from .planes import (
+from .common import (
     _ACCURATE_TO_RGB,
     _ACCURATE_TO_YUV,
     _changed_box,
