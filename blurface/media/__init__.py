@@ -41,9 +41,7 @@ from .outputs import (
     cleanup_stale_temps,
     default_output_path,
 )
-from .common import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
-from .common import _pix_info as _pix_info
-from .common import _samples as _samples
+from .common import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV, _pix_info as _pix_info, _samples as _samples
 from .probing import VIDEO_EXTENSIONS, NotVideoError, looks_like_video, probe
 from .tags import _STALE_TAGS as _STALE_TAGS
 from .tags import read_tags

@@ -21,16 +21,18 @@ import numpy as np
 
 from .. import formats
 from ..types import OutputError, ProcessingError, VideoInfo
-from .outputs import (
+from .common import (
+    _ACCURATE_TO_YUV,
     _EXTRA_MUX_OPTIONS,
-    EncodeSettings,
-    _check_output,
+    _bgr_to_yuv,
+    _count_video_packets,
+    _demux,
+    _open_input,
     _remove_quietly,
     _temp_path,
-    cleanup_stale_temps,
+    _video_input,
 )
-from .common import _ACCURATE_TO_YUV, _bgr_to_yuv
-from .probing import _count_video_packets, _demux, _open_input, _video_input
+from .outputs import _check_output, cleanup_stale_temps, EncodeSettings
 from .remux import _DEFAULT_LAYOUTS
 
 log = logging.getLogger(__name__)

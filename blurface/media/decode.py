@@ -22,8 +22,7 @@ import cv2
 import numpy as np
 
 from ..types import DecodedFrame, MediaError, VideoInfo
-from .common import _COLOUR_PROPS, _plane
-from .probing import _demux, _video_input
+from .common import _COLOUR_PROPS, _demux, _plane, _video_input
 
 log = logging.getLogger(__name__)
 

@@ -21,17 +21,20 @@ from .. import formats
 from ..types import DecodedFrame, MediaError, OutputError, ProcessingError, VideoInfo
 from .decode import _Deinterlacer, _FrameDecoder
 from .native import FrameMasks, _encoder_formats, _NativeFrames, source_format
-from .outputs import (
+from .common import (
     _EXTRA_MUX_OPTIONS,
-    OUTPUT_FORMATS,
-    EncodeSettings,
-    _check_output,
+    _count_video_packets,
+    _demux,
+    _even_display_size,
+    _open_input,
+    _pix_info,
     _remove_quietly,
+    _resized,
     _temp_path,
-    cleanup_stale_temps,
+    _video_stream,
 )
-from .common import _even_display_size, _pix_info, _resized
-from .probing import _count_video_packets, _demux, _open_input, _video_stream, probe
+from .outputs import OUTPUT_FORMATS, _check_output, cleanup_stale_temps, EncodeSettings
+from .probing import probe
 from .remux import _plan_stream, _Route
 from .tags import _file_tags, _is_chapter_track, _TagPolicy
 

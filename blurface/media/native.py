@@ -26,12 +26,14 @@ from .common import (
     _ACCURATE_TO_RGB,
     _ACCURATE_TO_YUV,
     _changed_box,
+    _codec_name,
     _even_box,
+    _first_frame,
     _new_frame_like,
     _pix_info,
     _samples,
+    _video_input,
 )
-from .probing import _codec_name, _first_frame, _video_input
 
 
 class FrameMasks(Protocol):

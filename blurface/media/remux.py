@@ -13,7 +13,7 @@ import av
 import av.error
 
 from .outputs import OUTPUT_FORMATS
-from .probing import _codec_name
+from .common import _codec_name
 from .tags import _TagPolicy
 
 log = logging.getLogger(__name__)

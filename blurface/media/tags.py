@@ -12,7 +12,7 @@ import av
 
 from .. import metadata
 from ..types import MediaError
-from .probing import _check_readable, _is_still_image, _open_input
+from .common import _check_readable, _is_still_image, _open_input
 
 # Tags that describe the old file and would be wrong on the new one.
 _STALE_TAGS = frozenset(
