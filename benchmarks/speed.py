@@ -171,7 +171,7 @@ def bench_clip(label: str, clip: Path, target: Path, truth: list | None, workdir
 STAGES = [
     ("start-up: models, reference photos", "analysis", ["blurface.pipeline:default_engine", "blurface.gallery:Gallery.from_paths"]),
     ("decode (grey, BGR where detected)", "analysis", ["blurface.media.decode:iter_frames"]),
-    ("scene cuts", "analysis", ["blurface.track:SceneCutDetector.update"]),
+    ("scene cuts", "analysis", ["blurface.shots:SceneCutDetector.update"]),
     ("detection: whole-frame passes", "analysis", ["blurface.detectors:CenterFace.detect"]),
     ("detection: regions of followed faces", "analysis", ["blurface.detectors:CenterFace.detect_regions"]),
     ("embeddings for decisions", "analysis", ["blurface.embedding:embed_job"]),

@@ -34,7 +34,8 @@ from .identity import split_track
 from .mask import DEFAULT_PAD, EFFECTS, Masker
 from .plan import DecisionSettings, Plan, decide, decision_counts, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
-from .track import FaceTracker, SceneCutDetector, extend_track
+from .shots import SceneCutDetector
+from .track import FaceTracker, extend_track
 from .types import SOURCE_DETECTED, Faces, GalleryError, InputError, Mode, Result, Track, VideoInfo, DecodedFrame
 
 log = logging.getLogger(__name__)
