@@ -177,8 +177,8 @@ STAGES = [
     ("embeddings for decisions", "analysis", ["blurface.embedding:embed_job"]),
     ("tracking (with its own embeddings)", "analysis", ["blurface.track:FaceTracker.update"]),
     ("every face embedding (both above)", "analysis", ["blurface.embedders:SFace.embed", "blurface.embedders:Dlib.embed"]),
-    ("decode", "render", ["blurface.media.decode:_FrameDecoder.decode"]),
-    ("frames built (masks included)", "render", ["blurface.media.native:_NativeFrames.frame"]),
+    ("decode", "render", ["blurface.media.decode:FrameDecoder.decode"]),
+    ("frames built (masks included)", "render", ["blurface.media.native:NativeFrames.frame"]),
     ("masks drawn in the planes", "render", ["blurface.mask:Masker.apply_planes"]),
     ("encode (x264) and mux", "render", ["~encode' of 'av.", "~mux' of 'av."]),
 ]

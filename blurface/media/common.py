@@ -1,4 +1,18 @@
-"""Pixels: plane views, swscale flags and the small conversions the decoder and encoders share."""
+"""The helpers the modules of :mod:`blurface.media` share. Internal to that package.
+
+Names here are public so that the media modules (and the tests) import them without
+reaching into each other's private names; nothing outside ``blurface/media`` except
+the tests should use them, and :mod:`blurface.media` does not re-export them.
+
+* Pixels: plane views, swscale flags and the small conversions the decoder and
+  encoders share (:func:`pix_info`, :func:`plane_samples`, :data:`ACCURATE_TO_YUV`, ...).
+* Reading: the one way an input is opened (:func:`open_input`, :func:`video_input`),
+  its video stream found and its packets demuxed, with FFmpeg's errors turned into
+  :class:`~blurface.types.MediaError`; the frame size limits (:data:`MAX_SIDE`).
+* Writing: the hidden temporary file next to an output (:func:`temp_path`,
+  :func:`remove_quietly`) and the muxer options every writer uses.
+* Tags that describe the old encode and are never copied (:data:`STALE_TAGS`).
+"""
 
 from __future__ import annotations
 
@@ -25,22 +39,22 @@ log = logging.getLogger(__name__)
 _Interp = av.video.reformatter.Interpolation
 
 
-_ACCURATE_TO_YUV = int(_Interp.BILINEAR | _Interp.ACCURATE_RND)
+ACCURATE_TO_YUV = int(_Interp.BILINEAR | _Interp.ACCURATE_RND)
 
 
-_ACCURATE_TO_RGB = int(_Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INT)
+ACCURATE_TO_RGB = int(_Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CHR_H_INT)
 
 
-def _even_display_size(info: VideoInfo) -> tuple[int, int]:
+def even_display_size(info: VideoInfo) -> tuple[int, int]:
     return info.width + (info.width & 1), info.height + (info.height & 1)
 
 
-def _plane(plane: av.video.plane.VideoPlane) -> np.ndarray:
+def plane_view(plane: av.video.plane.VideoPlane) -> np.ndarray:
     """Writable ``(height, width)`` uint8 view of one plane (row padding cut off)."""
     return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
-def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, int] | None:
+def changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, int] | None:
     """Even-aligned ``(y0, y1, x0, x1)`` around every pixel that differs, or ``None``.
 
     Costs about 0.3 ms at 720p; converting a whole frame back to YUV costs ten times that.
@@ -57,25 +71,16 @@ def _changed_box(before: np.ndarray, after: np.ndarray) -> tuple[int, int, int, 
     return y0, y1, x0, x1
 
 
-def _even_box(box: np.ndarray, w: int, h: int) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` even-aligned and clipped around an xyxy box, or ``None`` if empty."""
-    x0, y0 = max(0, int(np.floor(box[0]))) & ~1, max(0, int(np.floor(box[1]))) & ~1
-    x1, y1 = min(w, (int(np.ceil(box[2])) + 1) & ~1), min(h, (int(np.ceil(box[3])) + 1) & ~1)
-    if x1 <= x0 or y1 <= y0:
-        return None
-    return y0, y1, x0, x1
-
-
-def _bgr_to_yuv(image: np.ndarray, colorspace: int) -> av.VideoFrame:
+def bgr_to_yuv(image: np.ndarray, colorspace: int) -> av.VideoFrame:
     """``(H, W, 3) uint8`` BGR (even sides) to a limited-range yuv420p frame using ``colorspace``'s matrix."""
     frame = av.VideoFrame.from_ndarray(image, format="bgr24")
     frame.colorspace = colorspace
     frame.color_range = 1
-    return frame.reformat(format="yuv420p", interpolation=_ACCURATE_TO_YUV)
+    return frame.reformat(format="yuv420p", interpolation=ACCURATE_TO_YUV)
 
 
 @functools.lru_cache(maxsize=None)
-def _pix_info(name: str) -> formats.PixelFormat:
+def pix_info(name: str) -> formats.PixelFormat:
     """Depth and chroma subsampling of an FFmpeg pixel format."""
     fmt = av.VideoFormat(name, 64, 64)
     comps = fmt.components
@@ -94,28 +99,27 @@ def _pix_info(name: str) -> formats.PixelFormat:
     )
 
 
-_COLOUR_PROPS = ("colorspace", "color_range", "color_primaries", "color_trc")
+COLOUR_PROPS = ("colorspace", "color_range", "color_primaries", "color_trc")
 
 
-def _samples(plane: av.video.plane.VideoPlane, depth: int) -> np.ndarray:
+def plane_samples(plane: av.video.plane.VideoPlane, depth: int) -> np.ndarray:
     """Writable ``(height, width)`` view of one plane: uint8, or uint16 above 8 bits (row padding cut off)."""
     if depth <= 8:
-        return _plane(plane)
+        return plane_view(plane)
     return np.frombuffer(plane, np.uint16).reshape(plane.height, plane.line_size // 2)[:, : plane.width]
 
 
-def _new_frame_like(frame: av.VideoFrame, width: int, height: int, fmt: str | None = None) -> av.VideoFrame:
+def new_frame_like(frame: av.VideoFrame, width: int, height: int, fmt: str | None = None) -> av.VideoFrame:
     new = av.VideoFrame(width, height, fmt or frame.format.name)
-    for name in _COLOUR_PROPS:
+    for name in COLOUR_PROPS:
         setattr(new, name, getattr(frame, name))
     return new
 
 
-def _resized(frame: av.VideoFrame, size: tuple[int, int]) -> av.VideoFrame:
+def resized_frame(frame: av.VideoFrame, size: tuple[int, int]) -> av.VideoFrame:
     resized = frame.reformat(width=size[0], height=size[1])
     resized.pts, resized.time_base, resized.duration = frame.pts, frame.time_base, frame.duration
     return resized
-
 
 
 # Demuxers that read one picture file; FFmpeg presents each as a one-frame "video".
@@ -156,12 +160,12 @@ def check_frame_size(width: int, height: int, p: str | os.PathLike) -> None:
 _DECODER_LIMIT = {"max_pixels": str(MAX_SIDE * MAX_SIDE)}
 
 
-def _limit_decoder(stream: av.VideoStream) -> None:
+def limit_decoder(stream: av.VideoStream) -> None:
     """Make FFmpeg itself refuse frames over the limit, should a stream's pictures outgrow its header."""
     stream.codec_context.options = {**stream.codec_context.options, **_DECODER_LIMIT}
 
 
-def _check_readable(path: str | os.PathLike) -> Path:
+def check_readable(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise MediaError(f"{p}: no such file: check the path")
@@ -176,7 +180,7 @@ def _check_readable(path: str | os.PathLike) -> Path:
     return p
 
 
-def _open_input(p: Path) -> av.container.InputContainer:
+def open_input(p: Path) -> av.container.InputContainer:
     try:
         # Tags are not always UTF-8 (or are damaged): replace bad bytes rather than fail.
         # ``options`` also go to the decoders FFmpeg opens to find the streams' parameters,
@@ -195,12 +199,12 @@ def _open_input(p: Path) -> av.container.InputContainer:
         raise MediaError(f"{p}: cannot be opened: {e.strerror or e}") from e
 
 
-def _is_still_image(container: av.container.InputContainer) -> bool:
+def is_still_image(container: av.container.InputContainer) -> bool:
     name = container.format.name
     return name in _IMAGE_DEMUXERS or name.endswith("_pipe")
 
 
-def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+def video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
     """First real video stream: cover art (``attached_pic``) is a picture, not the video."""
     for stream in container.streams.video:
         if not stream.disposition & av.stream.Disposition.attached_pic:
@@ -209,22 +213,22 @@ def _video_stream(container: av.container.InputContainer) -> av.VideoStream | No
 
 
 @contextmanager
-def _video_input(p: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+def video_input(p: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
     """``p`` opened, with its first real video stream; closed on leaving. The one place
     a reader refuses a file without video, for the decoders, previews and format probes."""
-    container = _open_input(p)
+    container = open_input(p)
     try:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         if stream is None:
             raise MediaError(f"{p}: has no video stream")
         check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
-        _limit_decoder(stream)
+        limit_decoder(stream)
         yield container, stream
     finally:
         container.close()
 
 
-def _first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
+def first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
     # FFmpeg forgets a header size over ``max_pixels`` (it sets 0x0), then refuses the frame.
     size_known = stream.codec_context.width > 0 and stream.codec_context.height > 0
     try:
@@ -240,7 +244,7 @@ def _first_frame(container: av.container.InputContainer, stream: av.VideoStream,
     raise MediaError(f"{p}: its video stream holds no decodable frame: the file is damaged or truncated")
 
 
-def _demux(container: av.container.InputContainer, streams: list[av.stream.Stream], p: Path) -> Iterator[av.Packet]:
+def demux(container: av.container.InputContainer, streams: list[av.stream.Stream], p: Path) -> Iterator[av.Packet]:
     """``container.demux(streams)`` with read errors turned into :class:`MediaError`."""
     packets = container.demux(streams)
     while True:
@@ -253,16 +257,16 @@ def _demux(container: av.container.InputContainer, streams: list[av.stream.Strea
         yield packet
 
 
-def _codec_name(stream: av.stream.Stream) -> str:
+def codec_name(stream: av.stream.Stream) -> str:
     try:
         return stream.codec.canonical_name
     except Exception:  # data/attachment streams may have no codec
         return stream.metadata.get("mimetype") or "unknown"
 
 
-def _count_video_packets(path: Path) -> int:
+def count_video_packets(path: Path) -> int:
     with av.open(str(path), metadata_errors="replace") as container:
-        stream = _video_stream(container)
+        stream = video_stream(container)
         if stream is None:
             return 0
         return sum(1 for packet in container.demux(stream) if packet.size)
@@ -271,17 +275,37 @@ def _count_video_packets(path: Path) -> int:
 # FFmpeg's default for Matroska shifts *every* stream so the first packet is at 0,
 # e.g. by 21 ms for AAC priming (-1024 samples) remuxed from MP4: the video start
 # moves. Matroska stores small negative block times fine, so keep them.
-_EXTRA_MUX_OPTIONS: dict[str, dict[str, str]] = {"matroska": {"avoid_negative_ts": "disabled"}}
+EXTRA_MUX_OPTIONS: dict[str, dict[str, str]] = {"matroska": {"avoid_negative_ts": "disabled"}}
 
 
-def _temp_path(dst: Path) -> Path:
+def temp_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.blurface-tmp-{os.getpid()}{dst.suffix}")
 
 
-def _remove_quietly(path: Path) -> None:
+def remove_quietly(path: Path) -> None:
     try:
         path.unlink()
     except FileNotFoundError:
         pass
     except OSError as e:
         log.warning("could not remove temporary file %s: %s", path, e)
+
+
+# Tags that describe the old file and would be wrong on the new one.
+STALE_TAGS = frozenset(
+    {
+        "major_brand",
+        "minor_version",
+        "compatible_brands",
+        "encoder",
+        "rotate",
+        "duration",
+        "bps",
+        "number_of_frames",
+        "number_of_bytes",
+        "_statistics_tags",
+        "_statistics_writing_app",
+        "_statistics_writing_date_utc",
+        "vendor_id",
+    }
+)

@@ -126,10 +126,10 @@ def check_output(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: b
             itself, is a directory, exists (unless ``overwrite``), or its folder is
             missing or not writable.
     """
-    _check_output(Path(src), Path(dst), overwrite)
+    checked_muxer(Path(src), Path(dst), overwrite)
 
 
-def _check_output(src: Path, dst: Path, overwrite: bool) -> str:
+def checked_muxer(src: Path, dst: Path, overwrite: bool) -> str:
     """:func:`check_output`, returning the muxer name for ``dst``."""
     if dst.is_dir():
         raise OutputError(f"{dst}: is a directory: give a file path such as {dst / 'video.blurred.mp4'}")

@@ -1,8 +1,9 @@
-"""Probe: what blurface needs to know about an input, and the low-level readers.
+"""Probe: what blurface needs to know about an input.
 
 :func:`probe` reads a file's :class:`~blurface.types.VideoInfo` and refuses anything that
-is not a video; the helpers open inputs, find the video stream and demux packets for the
-other modules of :mod:`blurface.media`.
+is not a video; :func:`looks_like_video` tells a video from other files by name or signature.
+The low-level readers (open an input, find its video stream, demux) are in
+:mod:`blurface.media.common`.
 """
 
 from __future__ import annotations
@@ -20,14 +21,14 @@ import numpy as np
 from .. import formats
 from ..types import MediaError, StreamInfo, VideoInfo
 from .common import (
-    _check_readable,
-    _codec_name,
-    _first_frame,
-    _is_still_image,
-    _limit_decoder,
-    _open_input,
-    _video_stream,
     check_frame_size,
+    check_readable,
+    codec_name,
+    first_frame,
+    is_still_image,
+    limit_decoder,
+    open_input,
+    video_stream,
 )
 
 log = logging.getLogger(__name__)
@@ -96,22 +97,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             (e.g. audio only), or a still image.
         MediaError: missing file, a directory, an empty file, not a media file,
             no decodable frame, or
-            frames larger than :data:`MAX_SIDE` or narrower than :data:`MAX_ASPECT`.
+            frames larger than :data:`~blurface.media.common.MAX_SIDE` or narrower than
+            :data:`~blurface.media.common.MAX_ASPECT`.
     """
-    p = _check_readable(path)
-    container = _open_input(p)
+    p = check_readable(path)
+    container = open_input(p)
     try:
-        if _is_still_image(container):
+        if is_still_image(container):
             raise NotVideoError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
-        stream = _video_stream(container)
+        stream = video_stream(container)
         if stream is None:
             kinds = sorted({s.type for s in container.streams})
             if not kinds:
                 raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
             raise NotVideoError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
         check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
-        _limit_decoder(stream)
-        first = _first_frame(container, stream, p)
+        limit_decoder(stream)
+        first = first_frame(container, stream, p)
         check_frame_size(first.width, first.height, p)  # a header without a size (0x0), or one that lied
         rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
         if rotation not in (0, 90, 180, 270):
@@ -145,7 +147,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             start_time=start,
             duration=duration,
             frame_count=int(frame_count),
-            codec=_codec_name(stream),
+            codec=codec_name(stream),
             pix_fmt=ctx.pix_fmt or "",
             bit_rate=int(bit_rate) if bit_rate else None,
             streams=tuple(_stream_info(s) for s in container.streams),
@@ -248,7 +250,7 @@ def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction, contain
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     kind = stream.type if stream.type in ("video", "audio", "subtitle", "attachment") else "data"
-    codec = _codec_name(stream)
+    codec = codec_name(stream)
     language = stream.metadata.get("language")
     return StreamInfo(stream.index, kind, codec, None if language in (None, "", "und") else language)
 
