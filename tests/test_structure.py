@@ -137,6 +137,19 @@ def test_the_package_import_graph_has_no_circle() -> None:
     )
 
 
+def test_no_module_imports_another_modules_private_name() -> None:
+    """Shared helpers get public names (the media modules share theirs through ``media/common.py``);
+    a package's ``__init__`` re-exports no private name."""
+    modules = module_names()
+    found = []
+    for name, path in modules.items():
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("blurface")):
+                found += [f"{name}: from {'.' * node.level}{node.module or ''} import {alias.name}"
+                          for alias in node.names if alias.name.startswith("_") and alias.name != "__version__"]
+    assert not found, "private names imported across modules:\n" + "\n".join(found)
+
+
 def test_the_graph_sees_relative_function_level_and_circular_imports(tmp_path: Path) -> None:
     """The reader itself: a circle made of a relative import and one inside a function is found."""
     pkg = tmp_path / "pkg"
