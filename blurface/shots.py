@@ -112,9 +112,6 @@ class SceneCutDetector:
         """Forget the previous frame: the next frame starts a shot and is not reported as a cut."""
         self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._shot_len = 0
-        # Measurements of the last frame against the one before, for logs and tuning.
-        self.last_score = 0.0
-        self.last_difference = 0.0
 
     def _features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
@@ -151,16 +148,12 @@ class SceneCutDetector:
         prev, self._prev = self._prev, feats
         if prev is None:
             self._shot_len = 1
-            self.last_score = 0.0
-            self.last_difference = 0.0
             return False
         hist = max(
             cv2.compareHist(prev[0], feats[0], cv2.HISTCMP_BHATTACHARYYA),
             cv2.compareHist(prev[1], feats[1], cv2.HISTCMP_BHATTACHARYYA),
         )
         diff = _aligned_difference(prev[2], feats[2])
-        self.last_score = float(hist)
-        self.last_difference = diff
         is_cut = hist > self.threshold and diff > self.min_difference and self._shot_len >= self.min_shot
         if is_cut:
             log.debug("scene cut: histogram distance %.3f, difference %.3f", hist, diff)

@@ -148,7 +148,6 @@ class _LiveTrack:
     """A track still open for new detections. Internal to :class:`FaceTracker`."""
 
     id: int
-    born: int  # frame of the first detection
     det_frames: list[int] = field(default_factory=list)
     det_boxes: list[np.ndarray] = field(default_factory=list)  # each (4,) float32 xyxy
     emb_frames: list[int] = field(default_factory=list)
@@ -156,7 +155,6 @@ class _LiveTrack:
     # Running sum of this track's embeddings: its mean is the Euclidean centroid, so
     # distances to it are on the embedder's own scale (its track_gate).
     emb_sum: np.ndarray | None = None
-    missed: bool = False  # unmatched at the last update
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # (4,) xyxy px/frame
 
     @property
@@ -184,7 +182,7 @@ class _LiveTrack:
         self.velocity = _velocity(np.array(self.det_frames[-window:]), np.array(self.det_boxes[-window:]))
 
     def prepend(self, frames: list[int], boxes: list[np.ndarray], window: int) -> None:
-        """Detections found by following the face backwards, all before ``born``, ascending."""
+        """Detections found by following the face backwards, all before its first one, ascending."""
         self.det_frames[:0] = [int(f) for f in frames]
         self.det_boxes[:0] = [np.asarray(b, np.float32).copy() for b in boxes]
         # A face found by a whole-frame pass is often already moving: without the velocity of
@@ -207,13 +205,6 @@ class _LiveTrack:
         w = float(np.clip(moved[2] - moved[0], 0.5 * w0, 2.0 * w0))
         h = float(np.clip(moved[3] - moved[1], 0.5 * h0, 2.0 * h0))
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-
-    def speed_per_width(self) -> float:
-        """Centre speed in box widths per frame."""
-        vx = (self.velocity[0] + self.velocity[2]) / 2
-        vy = (self.velocity[1] + self.velocity[3]) / 2
-        width = max(float(self.last_box[2] - self.last_box[0]), 1.0)
-        return float(np.hypot(vx, vy)) / width
 
     def to_track(self) -> Track:
         """Detections plus linear interpolation on every frame between them."""
@@ -306,9 +297,6 @@ class FaceTracker:
             distance fallback. Raise it for fast zooms.
         velocity_window: how many recent detections estimate a track's velocity. More
             smooths detector jitter; fewer reacts faster to turns.
-        fast_motion: centre speed, in box widths per frame, above which :attr:`uncertain`
-            asks for detection on the next frame. Lower it to detect more often on
-            moving faces (slower, tighter tracks).
     """
 
     def __init__(
@@ -321,7 +309,6 @@ class FaceTracker:
         center_gate: float = 1.0,
         max_scale_change: float = 2.0,
         velocity_window: int = 3,
-        fast_motion: float = 0.25,
     ) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
@@ -340,7 +327,6 @@ class FaceTracker:
         self.center_gate = float(center_gate)
         self.max_scale_change = float(max_scale_change)
         self.velocity_window = int(velocity_window)
-        self.fast_motion = float(fast_motion)
         self.reset()
 
     def reset(self) -> None:
@@ -357,20 +343,6 @@ class FaceTracker:
     def active_count(self) -> int:
         """Number of live tracks held (open for new detections)."""
         return len(self._live)
-
-    @property
-    def uncertain(self) -> bool:
-        """True when the pipeline should detect on the next frame instead of skipping.
-
-        That is when, at the last :meth:`update`: a live track missed its detection
-        (it stays so until the track is matched again or expires after ``max_gap``),
-        a track moves faster than ``fast_motion`` box widths per frame, or a track
-        was born (its velocity is still unknown).
-        """
-        for t in self._live:
-            if t.missed or t.born == self._last_frame or t.speed_per_width() > self.fast_motion:
-                return True
-        return False
 
     @property
     def next_id(self) -> int:
@@ -460,7 +432,6 @@ class FaceTracker:
 
         tracks = self._live if looked is None else [t for t in self._live if t.id in set(np.asarray(looked).tolist())]
         track_ids = np.full(n, -1, np.int64)
-        matched_tracks: set[int] = set()
         if tracks and n:
             cost, cand, overlapping = self._geometry(frame_index, faces.xyxy, tracks)
             # Ambiguous: boxes that overlap more than one track (or tracks overlapping more than
@@ -489,17 +460,12 @@ class FaceTracker:
                     continue
                 t = tracks[ti]
                 t.add(frame_index, faces.xyxy[r], known[r] if has[r] else None, self.velocity_window)
-                t.missed = False
                 track_ids[r] = t.id
-                matched_tracks.add(ti)
-        for ti, t in enumerate(tracks):
-            if ti not in matched_tracks:
-                t.missed = True
 
         new_rows = np.flatnonzero(track_ids < 0)
         ensure(new_rows)
         for r in new_rows:
-            t = _LiveTrack(id=self._next_id, born=frame_index)
+            t = _LiveTrack(id=self._next_id)
             self._next_id += 1
             t.add(frame_index, faces.xyxy[r], known[r] if has[r] else None, self.velocity_window)
             self._live.append(t)
