@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import boxes
+from .assignment import _linear_assignment
 from .types import (
     EMBEDDING_DIM,
     SOURCE_DETECTED,
@@ -74,70 +75,6 @@ def _velocity(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return np.zeros(4)
     b = np.asarray(boxes, np.float64)
     return (t[:, None] * (b - b.mean(axis=0))).sum(axis=0) / denom
-
-
-def _linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost assignment (Hungarian / Kuhn-Munkres with potentials, O(n^2 m)).
-
-    Written here rather than importing scipy's ``linear_sum_assignment``: a frame
-    has a handful of faces, and blurface avoids the dependency.
-
-    Args:
-        cost: ``(n, m)`` finite costs.
-
-    Returns:
-        ``min(n, m)`` ``(row, col)`` pairs, sorted by row, minimising the total cost.
-    """
-    n, m = cost.shape
-    if n == 0 or m == 0:
-        return []
-    transposed = n > m
-    a = (cost.T if transposed else cost).tolist()
-    n, m = (m, n) if transposed else (n, m)
-    inf = float("inf")
-    u = [0.0] * (n + 1)
-    v = [0.0] * (m + 1)
-    p = [0] * (m + 1)  # p[j]: row (1-based) assigned to column j; 0 = none
-    way = [0] * (m + 1)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = [inf] * (m + 1)
-        used = [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            delta = inf
-            j1 = 0
-            row = a[i0 - 1]
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = row[j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j] = cur
-                        way[j] = j0
-                    if minv[j] < delta:
-                        delta = minv[j]
-                        j1 = j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:  # augment along the alternating path
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    pairs = [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] != 0]
-    if transposed:
-        pairs = [(c, r) for r, c in pairs]
-    return sorted(pairs)
 
 
 # --------------------------------------------------------------------------- tracker

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from blurface.plan import Plan
 from blurface.boxes import iou_matrix as _iou_matrix
-from blurface.track import _linear_assignment, _velocity, box_at, extend_track
+from blurface.assignment import _linear_assignment
+from blurface.track import _velocity, box_at, extend_track
 from blurface.types import SOURCE_DETECTED, Track, VideoInfo
 
 coord = st.floats(min_value=0, max_value=500, allow_nan=False, width=32)

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from blurface.assignment import _linear_assignment
 from blurface.track import (
     FaceTracker,
-    _linear_assignment,
     box_at,
     extend_track,
 )
