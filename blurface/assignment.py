@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
+def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
     """Minimum-cost assignment (Hungarian / Kuhn-Munkres with potentials, O(n^2 m)).
 
     Written here rather than importing scipy's ``linear_sum_assignment``: a frame

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import boxes
-from .assignment import _linear_assignment
+from .assignment import linear_assignment
 from .types import (
     EMBEDDING_DIM,
     SOURCE_DETECTED,
@@ -392,7 +392,7 @@ class FaceTracker:
                     else:
                         cost[ti, r] += self.embedding_weight * dist
             cost = np.where(cand, cost, _FORBIDDEN)
-            for ti, r in _linear_assignment(cost):
+            for ti, r in linear_assignment(cost):
                 if not cand[ti, r]:
                     continue
                 t = tracks[ti]

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from blurface.assignment import _linear_assignment
+from blurface.assignment import linear_assignment
 from blurface.track import (
     FaceTracker,
     box_at,
@@ -117,7 +117,7 @@ def test_linear_assignment_matches_brute_force(shape: tuple[int, int]) -> None:
     rng = np.random.default_rng(sum(shape))
     for _ in range(20):
         cost = rng.random(shape)
-        pairs = _linear_assignment(cost)
+        pairs = linear_assignment(cost)
         assert len(pairs) == min(shape)
         assert len({r for r, _ in pairs}) == len({c for _, c in pairs}) == min(shape)
         n, m = shape
