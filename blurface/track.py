@@ -1,12 +1,13 @@
-"""Link per-frame face detections into tracks, fill the gaps between them, find shot cuts.
+"""Link per-frame face detections into tracks, fill the gaps between them, extend their ends.
 
 The analysis pass runs the face detector only on some frames. :class:`FaceTracker`
 links the detections of those frames into :class:`~blurface.types.Track` objects that
 cover *every* frame from a face's first to its last detection (interpolating the frames
 in between), so the renderer can mask frames the detector never looked at.
-:func:`extend_track` adds a safety margin before and after a track, and
-:class:`SceneCutDetector` finds hard cuts so that no track is carried from one shot
-into the next.
+:func:`extend_track` adds a safety margin before and after a track, and :func:`box_at`
+reads a track's box on one frame. Hard cuts between shots are found by
+:class:`~blurface.shots.SceneCutDetector`; the analysis then calls :meth:`FaceTracker.cut`
+so that no track is carried from one shot into the next.
 
 All boxes are float32 pixel ``[x1, y1, x2, y2]`` in full-frame display coordinates
 (see :mod:`blurface.types`). Frame indices count decoded frames from 0.
@@ -194,13 +195,15 @@ class FaceTracker:
        ``iou_threshold``, or, for small fast faces whose boxes no longer overlap,
        when the centres are within ``center_gate`` face sizes and the sizes differ by
        at most ``max_scale_change``. Cost: ``(1 - IoU) + centre distance / size``.
-    3. Identity: a detection that is a candidate for 2+ tracks, or a track with 2+
-       candidate detections, is *ambiguous*. For those rows ``embed(rows)`` is called
-       (only for rows without an embedding, and only if a competing track has one),
-       and ``embedding_weight * ||track mean - embedding||`` is added to the cost.
-       Any pair whose embedding distance exceeds ``embedding_gate`` is forbidden
-       (wherever both embeddings are known, ambiguous or not): linking two people
-       into one track could let the target inherit someone else's decision.
+    3. Identity: a detection whose box overlaps the predictions of 2+ tracks, or a
+       track whose prediction overlaps 2+ detections, or a pair whose cost is within a
+       small margin of a rival's (:func:`_close_contest`), is *ambiguous*. For those rows
+       ``embed(rows)`` is called (only for rows without an embedding, and only if a
+       competing track has one). Then, for every candidate pair whose embeddings are
+       both known (ambiguous or not), ``embedding_weight * ||track mean - embedding||``
+       is added to the cost, and a pair whose distance exceeds ``embedding_gate`` is
+       forbidden: linking two people into one track could let the target inherit
+       someone else's decision.
     4. A minimum-cost assignment (small Hungarian) picks the matches. Unmatched
        detections start new tracks (and are embedded, when ``embed`` is given, so
        the track can be told apart at a later crossing). Unmatched tracks stay live
@@ -327,8 +330,9 @@ class FaceTracker:
                 is an int64 array of row indices into ``faces``. Called at most twice
                 per update, only for ambiguous rows and for rows starting new tracks.
             looked: ids of the tracks the detector looked for on this frame (it searched
-                only regions around them). Other live tracks are left as they are: not
-                matched, and not counted as missed. ``None``: the whole frame was searched.
+                only regions around them). Other live tracks are left as they are (not
+                matched; they still end ``max_gap`` frames after their last detection).
+                ``None``: the whole frame was searched.
 
         Returns:
             A new ``Faces`` (same rows, same order) with ``track_id`` set on *every* row
