@@ -171,7 +171,7 @@ def _to_display(
 
     ``size`` is ``(width, height)`` in display orientation; swscale does the
     scaling and the colour conversion in one pass. ``interpolation``: swscale
-    flags, e.g. :data:`ACCURATE_TO_RGB`.
+    flags, e.g. :data:`~blurface.media.common.ACCURATE_TO_RGB`.
     """
     if size is None:
         return _rotate(frame.to_ndarray(format=fmt, interpolation=interpolation), rotation)
