@@ -1,4 +1,9 @@
-"""Minimum-cost assignment of rows to columns: how :class:`~blurface.track.FaceTracker` links detections to tracks."""
+"""Minimum-cost assignment of rows to columns, and the close contests it should not settle alone.
+
+How :class:`~blurface.track.FaceTracker` links detections to tracks: :func:`linear_assignment`
+picks the links, and :func:`close_contest` marks the pairs whose geometry is too close to a
+rival's for the costs alone to decide (the tracker weighs embeddings there).
+"""
 
 from __future__ import annotations
 
@@ -70,10 +75,10 @@ def linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
 
 
 # Two candidate links whose costs differ by less than this are settled by embeddings.
-_CONTEST_MARGIN = 0.5
+CONTEST_MARGIN = 0.5
 
 
-def _close_contest(cost: np.ndarray, cand: np.ndarray, margin: float = _CONTEST_MARGIN) -> np.ndarray:
+def close_contest(cost: np.ndarray, cand: np.ndarray, margin: float = CONTEST_MARGIN) -> np.ndarray:
     """``(tracks, detections)`` candidates whose geometry barely beats, or barely loses to, a rival.
 
     A detection whose two cheapest candidate tracks cost within ``margin`` of each other

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import boxes
-from .assignment import _close_contest, linear_assignment
+from .assignment import close_contest, linear_assignment
 from .types import (
     EMBEDDING_DIM,
     SOURCE_DETECTED,
@@ -193,7 +193,7 @@ class FaceTracker:
        at most ``max_scale_change``. Cost: ``(1 - IoU) + centre distance / size``.
     3. Identity: a detection whose box overlaps the predictions of 2+ tracks, or a
        track whose prediction overlaps 2+ detections, or a pair whose cost is within a
-       small margin of a rival's (:func:`_close_contest`), is *ambiguous*. For those rows
+       small margin of a rival's (:func:`close_contest`), is *ambiguous*. For those rows
        ``embed(rows)`` is called (only for rows without an embedding, and only if a
        competing track has one). Then, for every candidate pair whose embeddings are
        both known (ambiguous or not), ``embedding_weight * ||track mean - embedding||``
@@ -375,7 +375,7 @@ class FaceTracker:
             # one box): faces crossing. Neighbours that are merely near (a seated audience,
             # candidates only through the centre-distance fallback) are linked by geometry;
             # embedding them on every crowded frame cost 340 embeddings on the hamilton clip.
-            amb = overlapping | _close_contest(cost, cand)
+            amb = overlapping | close_contest(cost, cand)
             amb_rows = np.flatnonzero((amb.sum(axis=0) >= 2) | (amb & (amb.sum(axis=1) >= 2)[:, None]).any(axis=0))
             # Embedding only helps if a track competing for the row has an embedding.
             with_emb = np.array([t.emb_sum is not None for t in tracks])
