@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from blurface import media  # noqa: E402
 from blurface.mask import Blur, Masker, padded_boxes  # noqa: E402
+from blurface.media.common import pix_info, plane_samples  # noqa: E402
 
 W, H, FPS, FACE = 1920, 1080, 25, 300
 
@@ -111,12 +112,12 @@ def psnr_outside(src: Path, dst: Path, n: int) -> float:
     squared = count = 0.0
     with av.open(str(src)) as a, av.open(str(dst)) as b:
         for i, (fa, fb) in enumerate(zip(a.decode(video=0), b.decode(video=0), strict=True)):
-            depth = media._pix_info(fa.format.name).depth
+            depth = pix_info(fa.format.name).depth
             keep = np.ones((H, W), bool)
             x0, y0, x1, y1 = padded_boxes(face_box(i), 0.4)[0]
             keep[max(0, int(y0) - 16):int(y1) + 16, max(0, int(x0) - 16):int(x1) + 16] = False
             for pa, pb in zip(fa.planes[:3], fb.planes[:3], strict=True):
-                qa, qb = media._samples(pa, depth), media._samples(pb, depth)
+                qa, qb = plane_samples(pa, depth), plane_samples(pb, depth)
                 k = cv2.resize(keep.astype(np.uint8), (qa.shape[1], qa.shape[0]), interpolation=cv2.INTER_NEAREST) > 0
                 d = qa[k].astype(np.float64) - qb[k].astype(np.float64)
                 squared += float((d * d).sum())

@@ -171,14 +171,14 @@ def bench_clip(label: str, clip: Path, target: Path, truth: list | None, workdir
 STAGES = [
     ("start-up: models, reference photos", "analysis", ["blurface.analysis:default_engine", "blurface.gallery:Gallery.from_paths"]),
     ("decode (grey, BGR where detected)", "analysis", ["blurface.media.decode:iter_frames"]),
-    ("scene cuts", "analysis", ["blurface.track:SceneCutDetector.update"]),
+    ("scene cuts", "analysis", ["blurface.shots:SceneCutDetector.update"]),
     ("detection: whole-frame passes", "analysis", ["blurface.detectors:CenterFace.detect"]),
     ("detection: regions of followed faces", "analysis", ["blurface.detectors:CenterFace.detect_regions"]),
     ("embeddings for decisions", "analysis", ["blurface.embedding:embed_job"]),
     ("tracking (with its own embeddings)", "analysis", ["blurface.track:FaceTracker.update"]),
     ("every face embedding (both above)", "analysis", ["blurface.embedders:SFace.embed", "blurface.embedders:Dlib.embed"]),
-    ("decode", "render", ["blurface.media.decode:_FrameDecoder.decode"]),
-    ("frames built (masks included)", "render", ["blurface.media.native:_NativeFrames.frame"]),
+    ("decode", "render", ["blurface.media.decode:FrameDecoder.decode"]),
+    ("frames built (masks included)", "render", ["blurface.media.native:NativeFrames.frame"]),
     ("masks drawn in the planes", "render", ["blurface.mask:Masker.apply_planes"]),
     ("encode (x264) and mux", "render", ["~encode' of 'av.", "~mux' of 'av."]),
 ]

@@ -33,7 +33,8 @@ from .embedders import DEFAULT_EMBEDDER, make_embedder
 from .identity import split_track
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
-from .track import FaceTracker, SceneCutDetector, extend_track
+from .shots import SceneCutDetector
+from .track import FaceTracker, extend_track
 from .types import SOURCE_DETECTED, DecodedFrame, Faces, GalleryError, InputError, Mode, Progress, Track, VideoInfo
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,10 @@
 """Embedding face crops (a track's, spread over its life, or the tracker's), in this process or in a worker.
 
 The caller may pass an executor (:class:`InlineExecutor`, :class:`WorkerExecutor`) to the
-analysis; without one, the analysis starts a worker through :func:`default_executor` and
-closes it when it is done.
+analysis. Without one, ``Analyser.run`` (:mod:`blurface.pipeline`) starts a worker process
+itself, through :func:`default_executor`, when identities are to be decided (a gallery, and
+not ``--all``) and ``AnalysisSettings.embed_process`` is on (``batch`` turns it off), and
+closes it when the run ends; otherwise it embeds in its own thread.
 
 Why the worker is a plain subprocess (``python -m blurface.embedding``) speaking
 length-prefixed ``.npz`` messages over its stdin and stdout, not a

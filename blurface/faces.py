@@ -1,8 +1,8 @@
 """The engine that pairs a face detector with an embedder, and small helpers on face crops.
 
 Detection lives in :mod:`blurface.detectors`, embedding in :mod:`blurface.embedders`;
-:class:`FaceEngine` holds one of each, so the gallery, the analysis, ``people`` and
-``verify`` share both. Models are loaded in constructors, never at import.
+:class:`FaceEngine` holds one of each, so the gallery, the analysis and ``verify``
+share both (``people`` needs only an embedder). Models are loaded in constructors, never at import.
 """
 
 from __future__ import annotations

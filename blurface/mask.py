@@ -1,8 +1,12 @@
-"""Mask shapes and effects, applied in place to BGR frames.
+"""Mask shapes and effects: faces hidden in a BGR frame, or in the planes of a decoded picture.
 
-Each effect is a small configured object with ``apply(image, boxes)``, after
-supervision's ``BlurAnnotator`` and ``PixelateAnnotator``. Effects change
-``image`` in place and return it.
+An effect (:class:`Blur`, :class:`Pixelate`, :class:`Solid`: the :class:`Effect` protocol) is a
+small configured object, after supervision's ``BlurAnnotator`` and ``PixelateAnnotator``: its
+settings go to ``__init__``, and ``hide(region)`` (a BGR region) and ``hide_plane(region, fill)``
+(one plane of a YUV or planar RGB picture) return the hidden pixels, leaving ``region`` as it is.
+:class:`Masker` adds the shape and the padding around each face: ``Masker.apply(image, boxes)``
+masks a BGR frame in place and returns it; ``Masker.apply_planes(planes, boxes, ...)`` masks
+the planes of a decoded picture in place, in their own bit depth (what the render does).
 """
 
 from __future__ import annotations
@@ -133,7 +137,8 @@ class Effect(Protocol):
 
     ``hide`` takes a BGR region; ``hide_plane`` one plane of a YUV (or planar RGB) picture,
     ``(h, w)`` uint8 or uint16 in the picture's own bit depth, with ``fill`` the value the
-    effect's colour has in that plane. Both return the hidden pixels, same shape and dtype.
+    effect's colour has in that plane. Both return the hidden pixels, same shape and dtype,
+    and leave ``region`` unchanged (:class:`Masker` copies them in through its shape).
     """
 
     def hide(self, region: np.ndarray) -> np.ndarray: ...
@@ -243,7 +248,8 @@ class Masker:
     detector box is never trimmed, and masked faces never trim each other.
 
     Args:
-        effect: a :class:`Blur`, :class:`Pixelate` or :class:`Solid` (anything with ``hide``).
+        effect: a :class:`Blur`, :class:`Pixelate` or :class:`Solid` (any :class:`Effect`:
+            :meth:`apply` calls its ``hide``, :meth:`apply_planes` its ``hide_plane``).
         shape: ``ellipse`` (follows the head) or ``box`` (covers more).
         pad: growth of each box side as a fraction of its size; higher covers more hair and chin.
     """

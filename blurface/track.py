@@ -1,12 +1,13 @@
-"""Link per-frame face detections into tracks, fill the gaps between them, find shot cuts.
+"""Link per-frame face detections into tracks, fill the gaps between them, extend their ends.
 
 The analysis pass runs the face detector only on some frames. :class:`FaceTracker`
 links the detections of those frames into :class:`~blurface.types.Track` objects that
 cover *every* frame from a face's first to its last detection (interpolating the frames
 in between), so the renderer can mask frames the detector never looked at.
-:func:`extend_track` adds a safety margin before and after a track, and
-:class:`SceneCutDetector` finds hard cuts so that no track is carried from one shot
-into the next.
+:func:`extend_track` adds a safety margin before and after a track, and :func:`box_at`
+reads a track's box on one frame. Hard cuts between shots are found by
+:class:`~blurface.shots.SceneCutDetector`; the analysis then calls :meth:`FaceTracker.cut`
+so that no track is carried from one shot into the next.
 
 All boxes are float32 pixel ``[x1, y1, x2, y2]`` in full-frame display coordinates
 (see :mod:`blurface.types`). Frame indices count decoded frames from 0.
@@ -24,10 +25,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from . import boxes
+from .assignment import close_contest, linear_assignment
 from .types import (
     EMBEDDING_DIM,
     SOURCE_DETECTED,
@@ -48,10 +49,6 @@ _FORBIDDEN = 1e6
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-# Two candidate links whose costs differ by less than this are settled by embeddings.
-_CONTEST_MARGIN = 0.5
 
 
 def _velocity(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
@@ -77,70 +74,6 @@ def _velocity(frames: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return (t[:, None] * (b - b.mean(axis=0))).sum(axis=0) / denom
 
 
-def _linear_assignment(cost: np.ndarray) -> list[tuple[int, int]]:
-    """Minimum-cost assignment (Hungarian / Kuhn-Munkres with potentials, O(n^2 m)).
-
-    Written here rather than importing scipy's ``linear_sum_assignment``: a frame
-    has a handful of faces, and blurface avoids the dependency.
-
-    Args:
-        cost: ``(n, m)`` finite costs.
-
-    Returns:
-        ``min(n, m)`` ``(row, col)`` pairs, sorted by row, minimising the total cost.
-    """
-    n, m = cost.shape
-    if n == 0 or m == 0:
-        return []
-    transposed = n > m
-    a = (cost.T if transposed else cost).tolist()
-    n, m = (m, n) if transposed else (n, m)
-    inf = float("inf")
-    u = [0.0] * (n + 1)
-    v = [0.0] * (m + 1)
-    p = [0] * (m + 1)  # p[j]: row (1-based) assigned to column j; 0 = none
-    way = [0] * (m + 1)
-    for i in range(1, n + 1):
-        p[0] = i
-        j0 = 0
-        minv = [inf] * (m + 1)
-        used = [False] * (m + 1)
-        while True:
-            used[j0] = True
-            i0 = p[j0]
-            delta = inf
-            j1 = 0
-            row = a[i0 - 1]
-            for j in range(1, m + 1):
-                if not used[j]:
-                    cur = row[j - 1] - u[i0] - v[j]
-                    if cur < minv[j]:
-                        minv[j] = cur
-                        way[j] = j0
-                    if minv[j] < delta:
-                        delta = minv[j]
-                        j1 = j
-            for j in range(m + 1):
-                if used[j]:
-                    u[p[j]] += delta
-                    v[j] -= delta
-                else:
-                    minv[j] -= delta
-            j0 = j1
-            if p[j0] == 0:
-                break
-        while True:  # augment along the alternating path
-            j1 = way[j0]
-            p[j0] = p[j1]
-            j0 = j1
-            if j0 == 0:
-                break
-    pairs = [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j] != 0]
-    if transposed:
-        pairs = [(c, r) for r, c in pairs]
-    return sorted(pairs)
-
-
 # --------------------------------------------------------------------------- tracker
 
 
@@ -149,7 +82,6 @@ class _LiveTrack:
     """A track still open for new detections. Internal to :class:`FaceTracker`."""
 
     id: int
-    born: int  # frame of the first detection
     det_frames: list[int] = field(default_factory=list)
     det_boxes: list[np.ndarray] = field(default_factory=list)  # each (4,) float32 xyxy
     emb_frames: list[int] = field(default_factory=list)
@@ -157,7 +89,6 @@ class _LiveTrack:
     # Running sum of this track's embeddings: its mean is the Euclidean centroid, so
     # distances to it are on the embedder's own scale (its track_gate).
     emb_sum: np.ndarray | None = None
-    missed: bool = False  # unmatched at the last update
     velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # (4,) xyxy px/frame
 
     @property
@@ -185,7 +116,7 @@ class _LiveTrack:
         self.velocity = _velocity(np.array(self.det_frames[-window:]), np.array(self.det_boxes[-window:]))
 
     def prepend(self, frames: list[int], boxes: list[np.ndarray], window: int) -> None:
-        """Detections found by following the face backwards, all before ``born``, ascending."""
+        """Detections found by following the face backwards, all before its first one, ascending."""
         self.det_frames[:0] = [int(f) for f in frames]
         self.det_boxes[:0] = [np.asarray(b, np.float32).copy() for b in boxes]
         # A face found by a whole-frame pass is often already moving: without the velocity of
@@ -208,13 +139,6 @@ class _LiveTrack:
         w = float(np.clip(moved[2] - moved[0], 0.5 * w0, 2.0 * w0))
         h = float(np.clip(moved[3] - moved[1], 0.5 * h0, 2.0 * h0))
         return np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2])
-
-    def speed_per_width(self) -> float:
-        """Centre speed in box widths per frame."""
-        vx = (self.velocity[0] + self.velocity[2]) / 2
-        vy = (self.velocity[1] + self.velocity[3]) / 2
-        width = max(float(self.last_box[2] - self.last_box[0]), 1.0)
-        return float(np.hypot(vx, vy)) / width
 
     def to_track(self) -> Track:
         """Detections plus linear interpolation on every frame between them."""
@@ -267,13 +191,15 @@ class FaceTracker:
        ``iou_threshold``, or, for small fast faces whose boxes no longer overlap,
        when the centres are within ``center_gate`` face sizes and the sizes differ by
        at most ``max_scale_change``. Cost: ``(1 - IoU) + centre distance / size``.
-    3. Identity: a detection that is a candidate for 2+ tracks, or a track with 2+
-       candidate detections, is *ambiguous*. For those rows ``embed(rows)`` is called
-       (only for rows without an embedding, and only if a competing track has one),
-       and ``embedding_weight * ||track mean - embedding||`` is added to the cost.
-       Any pair whose embedding distance exceeds ``embedding_gate`` is forbidden
-       (wherever both embeddings are known, ambiguous or not): linking two people
-       into one track could let the target inherit someone else's decision.
+    3. Identity: a detection whose box overlaps the predictions of 2+ tracks, or a
+       track whose prediction overlaps 2+ detections, or a pair whose cost is within a
+       small margin of a rival's (:func:`close_contest`), is *ambiguous*. For those rows
+       ``embed(rows)`` is called (only for rows without an embedding, and only if a
+       competing track has one). Then, for every candidate pair whose embeddings are
+       both known (ambiguous or not), ``embedding_weight * ||track mean - embedding||``
+       is added to the cost, and a pair whose distance exceeds ``embedding_gate`` is
+       forbidden: linking two people into one track could let the target inherit
+       someone else's decision.
     4. A minimum-cost assignment (small Hungarian) picks the matches. Unmatched
        detections start new tracks (and are embedded, when ``embed`` is given, so
        the track can be told apart at a later crossing). Unmatched tracks stay live
@@ -307,9 +233,6 @@ class FaceTracker:
             distance fallback. Raise it for fast zooms.
         velocity_window: how many recent detections estimate a track's velocity. More
             smooths detector jitter; fewer reacts faster to turns.
-        fast_motion: centre speed, in box widths per frame, above which :attr:`uncertain`
-            asks for detection on the next frame. Lower it to detect more often on
-            moving faces (slower, tighter tracks).
     """
 
     def __init__(
@@ -322,7 +245,6 @@ class FaceTracker:
         center_gate: float = 1.0,
         max_scale_change: float = 2.0,
         velocity_window: int = 3,
-        fast_motion: float = 0.25,
     ) -> None:
         if not 0.0 < iou_threshold <= 1.0:
             raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold!r}")
@@ -341,7 +263,6 @@ class FaceTracker:
         self.center_gate = float(center_gate)
         self.max_scale_change = float(max_scale_change)
         self.velocity_window = int(velocity_window)
-        self.fast_motion = float(fast_motion)
         self.reset()
 
     def reset(self) -> None:
@@ -358,20 +279,6 @@ class FaceTracker:
     def active_count(self) -> int:
         """Number of live tracks held (open for new detections)."""
         return len(self._live)
-
-    @property
-    def uncertain(self) -> bool:
-        """True when the pipeline should detect on the next frame instead of skipping.
-
-        That is when, at the last :meth:`update`: a live track missed its detection
-        (it stays so until the track is matched again or expires after ``max_gap``),
-        a track moves faster than ``fast_motion`` box widths per frame, or a track
-        was born (its velocity is still unknown).
-        """
-        for t in self._live:
-            if t.missed or t.born == self._last_frame or t.speed_per_width() > self.fast_motion:
-                return True
-        return False
 
     @property
     def next_id(self) -> int:
@@ -419,8 +326,9 @@ class FaceTracker:
                 is an int64 array of row indices into ``faces``. Called at most twice
                 per update, only for ambiguous rows and for rows starting new tracks.
             looked: ids of the tracks the detector looked for on this frame (it searched
-                only regions around them). Other live tracks are left as they are: not
-                matched, and not counted as missed. ``None``: the whole frame was searched.
+                only regions around them). Other live tracks are left as they are (not
+                matched; they still end ``max_gap`` frames after their last detection).
+                ``None``: the whole frame was searched.
 
         Returns:
             A new ``Faces`` (same rows, same order) with ``track_id`` set on *every* row
@@ -461,14 +369,13 @@ class FaceTracker:
 
         tracks = self._live if looked is None else [t for t in self._live if t.id in set(np.asarray(looked).tolist())]
         track_ids = np.full(n, -1, np.int64)
-        matched_tracks: set[int] = set()
         if tracks and n:
             cost, cand, overlapping = self._geometry(frame_index, faces.xyxy, tracks)
             # Ambiguous: boxes that overlap more than one track (or tracks overlapping more than
             # one box): faces crossing. Neighbours that are merely near (a seated audience,
             # candidates only through the centre-distance fallback) are linked by geometry;
             # embedding them on every crowded frame cost 340 embeddings on the hamilton clip.
-            amb = overlapping | _close_contest(cost, cand)
+            amb = overlapping | close_contest(cost, cand)
             amb_rows = np.flatnonzero((amb.sum(axis=0) >= 2) | (amb & (amb.sum(axis=1) >= 2)[:, None]).any(axis=0))
             # Embedding only helps if a track competing for the row has an embedding.
             with_emb = np.array([t.emb_sum is not None for t in tracks])
@@ -485,22 +392,17 @@ class FaceTracker:
                     else:
                         cost[ti, r] += self.embedding_weight * dist
             cost = np.where(cand, cost, _FORBIDDEN)
-            for ti, r in _linear_assignment(cost):
+            for ti, r in linear_assignment(cost):
                 if not cand[ti, r]:
                     continue
                 t = tracks[ti]
                 t.add(frame_index, faces.xyxy[r], known[r] if has[r] else None, self.velocity_window)
-                t.missed = False
                 track_ids[r] = t.id
-                matched_tracks.add(ti)
-        for ti, t in enumerate(tracks):
-            if ti not in matched_tracks:
-                t.missed = True
 
         new_rows = np.flatnonzero(track_ids < 0)
         ensure(new_rows)
         for r in new_rows:
-            t = _LiveTrack(id=self._next_id, born=frame_index)
+            t = _LiveTrack(id=self._next_id)
             self._next_id += 1
             t.add(frame_index, faces.xyxy[r], known[r] if has[r] else None, self.velocity_window)
             self._live.append(t)
@@ -573,31 +475,6 @@ class FaceTracker:
         ratio = np.maximum(ps[:, None], ds[None, :]) / np.minimum(ps[:, None], ds[None, :])
         cand = (iou >= self.iou_threshold) | ((dist <= self.center_gate) & (ratio <= self.max_scale_change))
         return (1.0 - iou) + dist, cand, cand & (iou >= self.iou_threshold)
-
-
-def _close_contest(cost: np.ndarray, cand: np.ndarray, margin: float = _CONTEST_MARGIN) -> np.ndarray:
-    """``(tracks, detections)`` candidates whose geometry barely beats, or barely loses to, a rival.
-
-    A detection whose two cheapest candidate tracks cost within ``margin`` of each other
-    is a toss-up that geometry should not settle alone, even when only one of the boxes
-    overlaps it. Measured on the synthetic 720p clip: a bystander's face, missed for five
-    frames while its track's prediction drifted off, was found beside the target (whose
-    own face the detector missed); it overlapped only the target's track (cost 1.54
-    against 1.70), so it was not embedded, the target's track took it, and the target
-    leaked for 3 frames. A seated audience stays cheap: a neighbour costs about 2, its
-    own track about 0.2.
-    """
-    out = np.zeros_like(cand)
-    c = np.where(cand, cost, np.inf)
-    for axis in (0, 1):
-        if c.shape[axis] < 2:
-            continue
-        two = np.sort(c, axis=axis).take([0, 1], axis=axis)
-        finite = np.isfinite(two).all(axis=axis)
-        gap = np.diff(np.where(np.isfinite(two), two, 0.0), axis=axis).squeeze(axis)  # inf - inf would warn
-        close = finite & (gap < margin)
-        out |= cand & (np.expand_dims(close, axis) & (c <= np.expand_dims(two.take(1, axis=axis), axis)))
-    return out
 
 
 # --------------------------------------------------------------------------- track helpers
@@ -716,161 +593,3 @@ def box_at(track: Track, frame_index: int) -> np.ndarray | None:
         if i >= len(track) or track.frames[i] != frame_index:
             return None
     return track.xyxy[i]
-
-
-# --------------------------------------------------------------------------- scene cuts
-
-
-def _aligned_difference(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean absolute difference of two same-size float32 images after the best global shift.
-
-    The shift comes from phase correlation, so a camera pan or shake costs almost
-    nothing while a different picture still differs everywhere. Returns the smaller of
-    the plain and the aligned difference (a wrong shift can then only lower it by
-    comparing a smaller overlap, which the half-frame limit keeps meaningful);
-    ``inf`` when the frame size changed mid-stream.
-    """
-    if a.shape != b.shape:
-        return float("inf")
-    plain = float(np.abs(a - b).mean())
-    h, w = a.shape
-    if not (a.any() and b.any()):  # a flat frame has no phase to correlate
-        return plain
-    window = cv2.createHanningWindow((w, h), cv2.CV_32F)
-    # phaseCorrelate writes into its inputs (it windows them in place): pass copies.
-    (dx, dy), _ = cv2.phaseCorrelate(a.copy(), b.copy(), window)
-    ix, iy = int(round(dx)), int(round(dy))
-    if abs(ix) > w // 2 or abs(iy) > h // 2 or (ix == 0 and iy == 0):
-        return plain
-    # b(x + shift) matches a(x): compare the overlapping parts.
-    a_part = a[max(0, -iy) : h - max(0, iy), max(0, -ix) : w - max(0, ix)]
-    b_part = b[max(0, iy) : h + min(0, iy), max(0, ix) : w + min(0, ix)]
-    return min(plain, float(np.abs(a_part - b_part).mean()))
-
-
-class SceneCutDetector:
-    """Finds hard cuts between shots from consecutive frames.
-
-    Each frame is downscaled to ``width`` px and reduced to a hue x saturation (HSV)
-    histogram and a grey image *normalised to zero mean and unit contrast* (plus its
-    histogram). The grey normalisation makes brightness ramps, fades and flicker
-    nearly invisible; the hue/saturation histogram catches cuts between shots of
-    similar tone but different colour. A frame starts a new shot when all hold:
-
-    * the larger Bhattacharyya distance of the two histograms to the previous frame
-      (0 = identical, 1 = disjoint) exceeds ``threshold``: the tonal content changed
-      (a moving object or a pan keeps the histograms, so it stops here);
-    * the mean absolute difference of the normalised grey images, after aligning them
-      by the best global shift (phase correlation), exceeds ``min_difference``: the
-      picture changed everywhere, not just its colours (a grade change, a light
-      turned on or a camera pan stops here);
-    * at least ``min_shot`` frames have passed since the previous cut (a flash or a
-      one-frame glitch would otherwise count as two cuts).
-
-    Gradual transitions (dissolves) are not detected: each step is small. A fade that
-    ends on a flat (black) frame may report a cut on that frame, which is harmless.
-
-    Calibration of the defaults, at 320x240 reduced to 64 px: of the 378 hard cuts
-    between 20 scikit-image sample pictures (every ordered pair of different ones), all
-    are caught except the two between the near-identical grass and gravel textures
-    (histogram distance 0.05). Of 260 same-shot changes of those pictures between two frames (shifts up to 30 px,
-    5 degree rotation, +-30 % brightness, +30 grey levels, colour tint, blur, noise,
-    a moving blob), 3 read as cuts, all extreme (a 15 % zoom in one frame, a large
-    blob appearing on a dark picture). The defaults lean towards reporting cuts: a
-    false cut only forces one detection and splits tracks, while a missed cut can
-    carry a track from one person to another.
-
-    Args:
-        threshold: histogram distance above which a cut is possible. Lower catches cuts
-            between similar-looking shots but lets more fast action through to the
-            difference test. Hard cuts are mostly above 0.27; same-shot frames below 0.1.
-        min_difference: aligned mean absolute difference (in grey standard deviations;
-            unrelated pictures give about 1.1, same-shot frames under 0.35) also
-            required. Lower catches cuts between similar framings; raise it if fast
-            zooms or big objects entering give false cuts.
-        min_shot: minimum frames between two reported cuts. Raise it to ignore flashes.
-        width: analysis width in pixels. Larger is slower and more sensitive to noise.
-    """
-
-    def __init__(
-        self,
-        *,
-        threshold: float = 0.2,
-        min_difference: float = 0.6,
-        min_shot: int = 5,
-        width: int = 64,
-    ) -> None:
-        if not 0.0 < threshold < 1.0:
-            raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
-        if min_difference < 0:
-            raise ValueError(f"min_difference must be >= 0, got {min_difference!r}")
-        if min_shot < 1:
-            raise ValueError(f"min_shot must be >= 1, got {min_shot!r}")
-        if width < 16:
-            raise ValueError(f"width must be >= 16 px, got {width!r}")
-        self.threshold = float(threshold)
-        self.min_difference = float(min_difference)
-        self.min_shot = int(min_shot)
-        self.width = int(width)
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget the previous frame: the next frame starts a shot and is not reported as a cut."""
-        self._prev: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._shot_len = 0
-        # Measurements of the last frame against the one before, for logs and tuning.
-        self.last_score = 0.0
-        self.last_difference = 0.0
-
-    def _features(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-            image = cv2.cvtColor(image.reshape(image.shape[0], image.shape[1]), cv2.COLOR_GRAY2BGR)
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-        h, w = image.shape[:2]
-        if w > self.width:
-            size = (self.width, max(1, round(h * self.width / w)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV)
-        hs = cv2.calcHist([hsv], [0, 1], None, [16, 8], [0, 180, 0, 256])
-        grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).astype(np.float32)
-        std = float(grey.std())
-        # A near-flat frame (black, fade) has no structure to normalise: map it to 0
-        # rather than amplifying its noise into a random texture.
-        z = (grey - grey.mean()) / std if std > 2.0 else np.zeros_like(grey)
-        zc = np.clip(z, -3.0, 3.0)
-        g = cv2.calcHist([zc], [0], None, [24], [-3.0, 3.0 + 1e-6])
-        return cv2.normalize(hs, None, 1.0, 0.0, cv2.NORM_L1), cv2.normalize(g, None, 1.0, 0.0, cv2.NORM_L1), z
-
-    def update(self, image: np.ndarray) -> bool:
-        """Feed the next frame in order; True when this frame starts a new shot.
-
-        Args:
-            image: ``(H, W, 3) uint8`` BGR (RGB works too: only consistency matters), any
-                size; greyscale ``(H, W)`` is accepted.
-
-        Returns:
-            True on the first frame of a new shot after a hard cut. The very first
-            frame (and the first after :meth:`reset`) returns False.
-        """
-        feats = self._features(image)
-        prev, self._prev = self._prev, feats
-        if prev is None:
-            self._shot_len = 1
-            self.last_score = 0.0
-            self.last_difference = 0.0
-            return False
-        hist = max(
-            cv2.compareHist(prev[0], feats[0], cv2.HISTCMP_BHATTACHARYYA),
-            cv2.compareHist(prev[1], feats[1], cv2.HISTCMP_BHATTACHARYYA),
-        )
-        diff = _aligned_difference(prev[2], feats[2])
-        self.last_score = float(hist)
-        self.last_difference = diff
-        is_cut = hist > self.threshold and diff > self.min_difference and self._shot_len >= self.min_shot
-        if is_cut:
-            log.debug("scene cut: histogram distance %.3f, difference %.3f", hist, diff)
-            self._shot_len = 1
-        else:
-            self._shot_len += 1
-        return is_cut

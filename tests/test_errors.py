@@ -611,16 +611,17 @@ def test_disk_filling_up_during_the_write(video_factory, tiny_disk, capsys):
 
 
 def test_disk_full_simulated(video_factory, out_dir, capsys, monkeypatch):
-    """The same where no tmpfs can be mounted: the writer fails with ENOSPC after writing."""
+    """The same where no tmpfs can be mounted: the disk fills up once the video is written, as it is moved into place."""
     src = video_factory("in.mp4", n_frames=6, audio=("aac",))
-    real_encode = media._encode
+    real_replace = os.replace
 
-    def encode_then_disk_full(info, tmp, *args, **kwargs):
-        real_encode(info, tmp, *args, **kwargs)
-        assert tmp.exists()
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp))
+    def replace_then_disk_full(tmp, dst, *args, **kwargs):
+        if ".blurface-tmp-" not in os.fspath(tmp):  # not the video's temporary file
+            return real_replace(tmp, dst, *args, **kwargs)
+        assert os.path.getsize(tmp) > 0
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(tmp))
 
-    monkeypatch.setattr(media.encode, "_encode", encode_then_disk_full)  # transcode looks it up there
+    monkeypatch.setattr(os, "replace", replace_then_disk_full)
     before = snapshot(src)
     code, lines = run_cli(capsys, src, "--all", "-q", "-o", out_dir / "out.mp4")
     assert_refused(code, lines, 1, [str(out_dir), "no space left on the disk"], out_dir, before)

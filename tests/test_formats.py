@@ -19,10 +19,11 @@ import cv2
 import numpy as np
 import pytest
 
-from blurface import formats, media
+from blurface import formats
 from blurface.cli import main
 from blurface.evaluate import box_is_masked
 from blurface.mask import padded_boxes
+from blurface.media.common import pix_info, plane_samples
 
 W, H, FPS, N = 320, 240, 25, 20
 FACE = 72  # face crop side, px
@@ -155,8 +156,8 @@ def planes(path: Path) -> list[list[np.ndarray]]:
     out = []
     with av.open(str(path)) as c:
         for frame in c.decode(video=0):
-            depth = media._pix_info(frame.format.name).depth
-            out.append([media._samples(p, depth).copy() for p in frame.planes[:3]])
+            depth = pix_info(frame.format.name).depth
+            out.append([plane_samples(p, depth).copy() for p in frame.planes[:3]])
     return out
 
 
@@ -190,7 +191,7 @@ def psnr_outside(src: Path, dst: Path, plan: dict, pad: float) -> float:
     """PSNR of every plane outside the masked regions (plus 16 px of encoder bleed), at the input's depth."""
     a, b = planes(src), planes(dst)
     assert len(a) == len(b)
-    depth = media._pix_info(stream_facts(src)["pix_fmt"]).depth
+    depth = pix_info(stream_facts(src)["pix_fmt"]).depth
     peak = (1 << depth) - 1
     squared, count = 0.0, 0
     for index, (pa, pb) in enumerate(zip(a, b, strict=True)):

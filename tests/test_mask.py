@@ -89,12 +89,12 @@ def to_yuv420(image: np.ndarray) -> list[np.ndarray]:
     """BGR to limited-range BT.709 yuv420p planes, converted as the renderer converts (accurate swscale)."""
     import av
 
-    from blurface import media
+    from blurface.media.common import ACCURATE_TO_YUV, plane_samples
 
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
     frame.colorspace, frame.color_range = 1, 2
-    frame = frame.reformat(format="yuv420p", interpolation=media._ACCURATE_TO_YUV, dst_colorspace=1, dst_color_range=1)
-    return [media._samples(p, 8).copy() for p in frame.planes]
+    frame = frame.reformat(format="yuv420p", interpolation=ACCURATE_TO_YUV, dst_colorspace=1, dst_color_range=1)
+    return [plane_samples(p, 8).copy() for p in frame.planes]
 
 
 # (effect, largest mean chroma difference inside the masks). Luma agrees within 2 levels for

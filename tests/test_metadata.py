@@ -18,6 +18,7 @@ from conftest import make_clip, make_image, marker_corner, packet_bytes
 
 from blurface import media, metadata
 from blurface.cli import main
+from blurface.media.common import STALE_TAGS
 from blurface.metadata import FileTags, Finding, StreamTags
 
 # Distinctive values, so the output's raw bytes can be searched for them.
@@ -170,7 +171,7 @@ def test_keep_metadata_keeps_every_tag_and_chapter_title(ext, tmp_path, capsys):
     assert code == 0 and lines == []
     before, after = all_tags(src), all_tags(dst)
     # Tags that describe the old encode (encoder, durations, brands) are written afresh, as before.
-    stale = media._STALE_TAGS | {"name", "title"}
+    stale = STALE_TAGS | {"name", "title"}
     for where, tags in before.items():
         for key, value in tags.items():
             if key.lower() in stale and where:

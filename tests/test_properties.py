@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from blurface.plan import Plan
 from blurface.boxes import iou_matrix as _iou_matrix
-from blurface.track import _linear_assignment, _velocity, box_at, extend_track
+from blurface.assignment import linear_assignment
+from blurface.track import _velocity, box_at, extend_track
 from blurface.types import SOURCE_DETECTED, Track, VideoInfo
 
 coord = st.floats(min_value=0, max_value=500, allow_nan=False, width=32)
@@ -45,7 +46,7 @@ def test_iou_is_symmetric_bounded_and_one_on_itself(a: np.ndarray, b: np.ndarray
 @given(st.integers(1, 4), st.integers(1, 4), st.data())
 def test_assignment_is_the_cheapest(n: int, m: int, data: st.DataObject) -> None:
     cost = np.array(data.draw(st.lists(st.lists(st.floats(0, 10), min_size=m, max_size=m), min_size=n, max_size=n)))
-    pairs = _linear_assignment(cost)
+    pairs = linear_assignment(cost)
     assert len(pairs) == min(n, m)
     rows, cols = zip(*pairs)
     assert len(set(rows)) == len(rows) and len(set(cols)) == len(cols)

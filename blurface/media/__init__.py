@@ -15,9 +15,11 @@ This package is the only place that imports :mod:`av`. Its modules follow the st
   and frames built in it with the masks drawn into their planes.
 * ``encode``: :func:`transcode` re-encodes an input, masked, and copies its other streams.
 * ``clips``: :class:`ClipWriter` and :func:`copy_video_range` for previews, excerpts, mattes.
-* ``planes``: plane views and swscale flags the others share.
+* ``common``: the helpers the modules above share (plane views, swscale flags, opening
+  inputs, demuxing, temporary files); internal to this package.
 
-Callers use the names re-exported here (``media.probe``, ``media.transcode``, ...).
+Callers use the names re-exported here (``media.probe``, ``media.transcode``, ...); the
+modules' other public names are for the package itself (and its tests), not an API.
 
 Timing rule, everywhere: timestamps are copied, never regenerated. Video frames
 keep their source pts in the source stream's time base (so variable frame rates
@@ -27,10 +29,8 @@ their pts/dts, rescaled by the muxer to the output stream's time base.
 
 from __future__ import annotations
 
-# The public names below, and the private ones (``x as x``) that tests and benchmarks use as ``media.x``.
 from .clips import MATTE_CODECS, ClipCodec, ClipWriter, copy_video_range
 from .decode import frame_at, frame_times, iter_frames
-from .encode import _encode as _encode
 from .encode import transcode
 from .native import FrameMasks, output_format, source_format
 from .outputs import (
@@ -41,11 +41,7 @@ from .outputs import (
     cleanup_stale_temps,
     default_output_path,
 )
-from .planes import _ACCURATE_TO_YUV as _ACCURATE_TO_YUV
-from .planes import _pix_info as _pix_info
-from .planes import _samples as _samples
 from .probing import VIDEO_EXTENSIONS, NotVideoError, looks_like_video, probe
-from .tags import _STALE_TAGS as _STALE_TAGS
 from .tags import read_tags
 
 __all__ = [

@@ -21,17 +21,19 @@ import numpy as np
 
 from .. import formats
 from ..types import OutputError, ProcessingError, VideoInfo
-from .outputs import (
-    _EXTRA_MUX_OPTIONS,
-    EncodeSettings,
-    _check_output,
-    _remove_quietly,
-    _temp_path,
-    cleanup_stale_temps,
+from .common import (
+    ACCURATE_TO_YUV,
+    EXTRA_MUX_OPTIONS,
+    bgr_to_yuv,
+    count_video_packets,
+    demux,
+    open_input,
+    remove_quietly,
+    temp_path,
+    video_input,
 )
-from .planes import _ACCURATE_TO_YUV, _bgr_to_yuv
-from .probing import _count_video_packets, _demux, _open_input, _video_input
-from .remux import _DEFAULT_LAYOUTS
+from .outputs import EncodeSettings, checked_muxer, cleanup_stale_temps
+from .remux import DEFAULT_LAYOUTS
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,7 @@ class _AudioRange:
     at ~21 ms AAC frames and keep the encoder delay of the source's first packet)."""
 
     def __init__(self, src: Path, out: av.container.OutputContainer, start: float, end: float, offset: float) -> None:
-        self.inp = _open_input(src)
+        self.inp = open_input(src)
         self.src, self.start, self.end, self.offset = src, start, end, offset
         streams = [s for s in self.inp.streams.audio]
         self.stream = streams[0] if streams else None
@@ -82,7 +84,7 @@ class _AudioRange:
         self.rate = ctx.sample_rate
         layout = ctx.layout.name
         if "channels" in layout:
-            layout = _DEFAULT_LAYOUTS.get(ctx.channels, "stereo")
+            layout = DEFAULT_LAYOUTS.get(ctx.channels, "stereo")
         self.layout = layout
         self.target = out.add_stream("aac", rate=self.rate, layout=layout)
         self.target.bit_rate = 96_000 * max(1, ctx.channels)
@@ -95,7 +97,7 @@ class _AudioRange:
     def _trimmed(self) -> Iterator[av.AudioFrame]:
         assert self.stream is not None
         written = None  # output sample position of the next sample
-        for packet in _demux(self.inp, [self.stream], self.src):
+        for packet in demux(self.inp, [self.stream], self.src):
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as e:
@@ -185,14 +187,14 @@ class ClipWriter:
         overwrite: bool = False,
     ) -> None:
         self.dst = Path(dst)
-        self.fmt = _check_output(Path(src) if src is not None else Path("/nonexistent"), self.dst, overwrite)
+        self.fmt = checked_muxer(Path(src) if src is not None else Path("/nonexistent"), self.dst, overwrite)
         cleanup_stale_temps(self.dst)
-        self.tmp = _temp_path(self.dst)
+        self.tmp = temp_path(self.dst)
         self.size, self.time_base, self.codec = size, Fraction(time_base), codec
         self.frames = 0
         self.last_pts: int | None = None
         options = {"movflags": "+faststart"} if self.fmt in ("mp4", "mov") else {}
-        options.update(_EXTRA_MUX_OPTIONS.get(self.fmt, {}))
+        options.update(EXTRA_MUX_OPTIONS.get(self.fmt, {}))
         # bitexact: no random Matroska UIDs and no library version tag, so the same
         # pictures give the same bytes (see EncodeSettings.threads).
         options["fflags"] = "+bitexact"
@@ -217,7 +219,7 @@ class ClipWriter:
                 self.audio = _AudioRange(Path(a_src), self.out, a_start, a_end, a_offset)
         except BaseException:
             self.out.close()
-            _remove_quietly(self.tmp)
+            remove_quietly(self.tmp)
             raise
 
     def write(self, image: np.ndarray, pts: int) -> None:
@@ -230,11 +232,11 @@ class ClipWriter:
         if image.ndim == 2:
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="gray")
             frame.color_range = 2  # grey pictures are full range: 255 is white
-            frame = frame.reformat(format=self.codec.pix_fmt, dst_color_range=1, interpolation=_ACCURATE_TO_YUV)
+            frame = frame.reformat(format=self.codec.pix_fmt, dst_color_range=1, interpolation=ACCURATE_TO_YUV)
         else:
-            frame = _bgr_to_yuv(np.ascontiguousarray(image), 0) if self.codec.pix_fmt == "yuv420p" else (
+            frame = bgr_to_yuv(np.ascontiguousarray(image), 0) if self.codec.pix_fmt == "yuv420p" else (
                 av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24").reformat(
-                    format=self.codec.pix_fmt, interpolation=_ACCURATE_TO_YUV))
+                    format=self.codec.pix_fmt, interpolation=ACCURATE_TO_YUV))
         frame.pts = pts
         frame.time_base = self.time_base
         self.out.mux(self.stream.encode(frame))
@@ -254,7 +256,7 @@ class ClipWriter:
                         self.audio.close(self.out)
                         self.audio = None
                     self.out.close()
-                    count = _count_video_packets(self.tmp)
+                    count = count_video_packets(self.tmp)
                     if count != self.frames:
                         raise ProcessingError(f"{self.dst}: holds {count} frames instead of {self.frames}")
                     os.replace(self.tmp, self.dst)
@@ -269,7 +271,7 @@ class ClipWriter:
                 self.out.close()
             except Exception:  # already closed, or failing: the first error counts
                 pass
-            _remove_quietly(self.tmp)
+            remove_quietly(self.tmp)
 
 
 def copy_video_range(info: VideoInfo, dst: str | os.PathLike, start: float, end: float) -> None:
@@ -279,12 +281,12 @@ def copy_video_range(info: VideoInfo, dst: str | os.PathLike, start: float, end:
     keyframe on), with the source's timestamps, so it can be analysed in its place.
     """
     src = Path(info.path)
-    with _video_input(src) as (inp, stream):
+    with video_input(src) as (inp, stream):
         tb = Fraction(stream.time_base)
         with av.open(str(dst), "w", format="matroska", container_options={"avoid_negative_ts": "disabled"}) as out:
             target = out.add_stream_from_template(stream)
             inp.seek(max(0, int(start / tb)), stream=stream, backward=True)
-            for packet in _demux(inp, [stream], src):
+            for packet in demux(inp, [stream], src):
                 if packet.size == 0:
                     continue
                 if packet.dts is not None and packet.dts * tb > end + 1.0:

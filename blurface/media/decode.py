@@ -2,7 +2,7 @@
 
 :func:`iter_frames` decodes the first video stream into BGR (or RGB) arrays, optionally
 downscaled by swscale for analysis; :func:`frame_times` and :func:`frame_at` read
-timestamps and single frames. Interlaced input is seen through bwdif (:class:`_Deinterlacer`).
+timestamps and single frames. Interlaced input is seen through bwdif (:class:`Deinterlacer`).
 """
 
 from __future__ import annotations
@@ -22,13 +22,12 @@ import cv2
 import numpy as np
 
 from ..types import DecodedFrame, MediaError, VideoInfo
-from .planes import _COLOUR_PROPS, _plane
-from .probing import _demux, _video_input
+from .common import COLOUR_PROPS, demux, plane_view, video_input
 
 log = logging.getLogger(__name__)
 
 
-class _FrameDecoder:
+class FrameDecoder:
     """Decodes packets of one video stream, numbering and timing the frames.
 
     Shared by :func:`iter_frames` and :func:`transcode` so both see the same
@@ -172,7 +171,7 @@ def _to_display(
 
     ``size`` is ``(width, height)`` in display orientation; swscale does the
     scaling and the colour conversion in one pass. ``interpolation``: swscale
-    flags, e.g. :data:`_ACCURATE_TO_RGB`.
+    flags, e.g. :data:`~blurface.media.common.ACCURATE_TO_RGB`.
     """
     if size is None:
         return _rotate(frame.to_ndarray(format=fmt, interpolation=interpolation), rotation)
@@ -200,7 +199,7 @@ def _luma(frame: av.VideoFrame, rotation: int, size: tuple[int, int] | None) -> 
         w, h = size if rotation not in (90, 270) else (size[1], size[0])
     if frame.format.name in _LUMA_FIRST:
         plane = frame.planes[0]
-        y = _plane(plane)
+        y = plane_view(plane)
         if (w, h) == (frame.width, frame.height):
             image = y
         else:
@@ -221,7 +220,7 @@ def _thumbnail(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
         planes = []
         for plane in frame.planes[:3]:
-            planes.append(cv2.resize(_plane(plane), (w, h), interpolation=cv2.INTER_AREA))
+            planes.append(cv2.resize(plane_view(plane), (w, h), interpolation=cv2.INTER_AREA))
         thumb = cv2.cvtColor(cv2.merge(planes), cv2.COLOR_YUV2BGR)
     else:
         thumb = frame.to_ndarray(width=w, height=h, format="bgr24")
@@ -275,14 +274,14 @@ def iter_frames(
         yield from _iter_range(info, size, fmt, start, end, times)
         return
     p = Path(info.path)
-    with _video_input(p) as (container, stream):
-        decoder = _FrameDecoder(info, stream)
+    with video_input(p) as (container, stream):
+        decoder = FrameDecoder(info, stream)
         rotation = info.rotation
         scaled = size is not None and tuple(size) != (info.width, info.height)
-        deinterlacer = _Deinterlacer(info.field_order) if deinterlace else None
+        deinterlacer = Deinterlacer(info.field_order) if deinterlace else None
 
         def decoded() -> Iterator[tuple[int, float, av.VideoFrame]]:
-            for packet in _demux(container, [stream], p):
+            for packet in demux(container, [stream], p):
                 items = decoder.decode(packet)
                 yield from (deinterlacer.push(items) if deinterlacer is not None else items)
             if deinterlacer is not None:
@@ -339,10 +338,10 @@ def frame_times(info: VideoInfo) -> np.ndarray:
             full decode can number the frames).
     """
     p = Path(info.path)
-    with _video_input(p) as (container, stream):
+    with video_input(p) as (container, stream):
         tb = Fraction(stream.time_base) if stream.time_base else info.time_base
         pts = []
-        for packet in _demux(container, [stream], p):
+        for packet in demux(container, [stream], p):
             if packet.size == 0 or getattr(packet, "is_discard", False):
                 continue
             if packet.pts is None:
@@ -373,9 +372,9 @@ def _iter_range(
     # A frame's time matches a planned time within half the shortest frame interval.
     gaps = np.diff(times)
     tolerance = 0.5 * float(gaps[gaps > 0].min()) if np.any(gaps > 0) else 0.5 / float(info.fps or 30)
-    with _video_input(p) as (container, stream):
+    with video_input(p) as (container, stream):
         tb = Fraction(stream.time_base) if stream.time_base else info.time_base
-        decoder = _FrameDecoder(info, stream)
+        decoder = FrameDecoder(info, stream)
         # Seek to the keyframe before the first wanted frame. If the demuxer lands after
         # it (no index, a broken one), step back further; at worst decode from the start.
         for back in (0.0, 2.0, 10.0, None):
@@ -407,9 +406,9 @@ def _iter_range(
 
 
 def _range_frames(
-    container: av.container.InputContainer, stream: av.VideoStream, decoder: _FrameDecoder, p: Path
+    container: av.container.InputContainer, stream: av.VideoStream, decoder: FrameDecoder, p: Path
 ) -> Iterator[tuple[int, float, av.VideoFrame]]:
-    for packet in _demux(container, [stream], p):
+    for packet in demux(container, [stream], p):
         yield from decoder.decode(packet)
 
 
@@ -444,7 +443,7 @@ def frame_at(info: VideoInfo, index_or_time: int | float, *, times: np.ndarray |
     raise MediaError(f"{info.path}: frame {index} could not be decoded")
 
 
-class _Deinterlacer:
+class Deinterlacer:
     """bwdif through PyAV's filter graph, one picture per frame (``mode=send_frame``).
 
     Each picture shows the first field's moment, with the other field's lines
@@ -479,7 +478,7 @@ class _Deinterlacer:
         for index, time, frame in items:
             if self.graph is None:
                 self.graph = self._setup(frame)
-            colour = tuple(getattr(frame, name) for name in _COLOUR_PROPS)
+            colour = tuple(getattr(frame, name) for name in COLOUR_PROPS)
             self.pending.append((index, time, frame.pts, frame.time_base, frame.duration, colour))
             # The graph wants steadily rising pts in its own time base; the real ones come back in _pull.
             frame.pts, frame.time_base = self.count, Fraction(1, 1000)
@@ -504,7 +503,7 @@ class _Deinterlacer:
                 break
             index, time, pts, time_base, duration, colour = self.pending.popleft()
             picture.pts, picture.time_base, picture.duration = pts, time_base, duration
-            for name, value in zip(_COLOUR_PROPS, colour, strict=True):
+            for name, value in zip(COLOUR_PROPS, colour, strict=True):
                 setattr(picture, name, value)
             out.append((index, time, picture))
         return out

@@ -19,21 +19,24 @@ import numpy as np
 
 from .. import formats
 from ..types import DecodedFrame, MediaError, OutputError, ProcessingError, VideoInfo
-from .decode import _Deinterlacer, _FrameDecoder
-from .native import FrameMasks, _encoder_formats, _NativeFrames, source_format
-from .outputs import (
-    _EXTRA_MUX_OPTIONS,
-    OUTPUT_FORMATS,
-    EncodeSettings,
-    _check_output,
-    _remove_quietly,
-    _temp_path,
-    cleanup_stale_temps,
+from .common import (
+    EXTRA_MUX_OPTIONS,
+    count_video_packets,
+    demux,
+    even_display_size,
+    open_input,
+    pix_info,
+    remove_quietly,
+    resized_frame,
+    temp_path,
+    video_stream,
 )
-from .planes import _even_display_size, _pix_info, _resized
-from .probing import _count_video_packets, _demux, _open_input, _video_stream, probe
-from .remux import _plan_stream, _Route
-from .tags import _file_tags, _is_chapter_track, _TagPolicy
+from .decode import Deinterlacer, FrameDecoder
+from .native import FrameMasks, NativeFrames, encoder_formats, source_format
+from .outputs import OUTPUT_FORMATS, EncodeSettings, checked_muxer, cleanup_stale_temps
+from .probing import probe
+from .remux import Route, plan_stream
+from .tags import TagPolicy, file_tags, is_chapter_track
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,6 @@ def transcode(
     settings: EncodeSettings = EncodeSettings(),
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-    reports_changes: bool = False,
     masks: FrameMasks | None = None,
 ) -> list[str]:
     """Re-encode ``info.path`` to ``dst`` with every frame passed through ``process``.
@@ -91,10 +93,6 @@ def transcode(
         settings: x264 quality and speed; whether to keep metadata.
         overwrite: replace an existing ``dst``.
         progress: called after each frame with the number of frames written so far.
-        reports_changes: ``process`` returns ``(image, boxes)``, where ``(n, 4)`` xyxy
-            ``boxes`` hold every pixel it changed. Only those regions are converted
-            back to YUV, and no before/after comparison is needed (it cost ~3 ms per
-            720p frame, as much as the rest of the render).
 
     Returns:
         Warnings: one human sentence per stream that was converted or left out.
@@ -111,13 +109,13 @@ def transcode(
     """
     src = Path(info.path)
     dst = Path(dst)
-    fmt = _check_output(src, dst, overwrite)
+    fmt = checked_muxer(src, dst, overwrite)
     cleanup_stale_temps(dst)
-    tmp = _temp_path(dst)
+    tmp = temp_path(dst)
     try:
         try:
             warnings, written, exact_input = _encode(
-                info, tmp, fmt, process, settings, progress, reports_changes, masks
+                info, tmp, fmt, process, settings, progress, masks
             )
             _verify(info, tmp, written, exact_input)
             os.replace(tmp, dst)
@@ -130,7 +128,7 @@ def transcode(
                 raise ProcessingError(f"{dst}: encoding failed: {e}") from e
             raise
     except BaseException:
-        _remove_quietly(tmp)
+        remove_quietly(tmp)
         raise
     return warnings
 
@@ -142,23 +140,22 @@ def _encode(
     process: Callable[[DecodedFrame], np.ndarray] | None,
     settings: EncodeSettings,
     progress: Callable[[int], None] | None,
-    reports_changes: bool = False,
     masks: FrameMasks | None = None,
 ) -> tuple[list[str], _Written, bool]:
     """Write ``tmp``; return (warnings, what was written, whether the input's frame count was exact)."""
     src = Path(info.path)
     warnings: list[str] = []
-    inp = _open_input(src)
+    inp = open_input(src)
     out: av.container.OutputContainer | None = None
     try:
-        in_video = _video_stream(inp)
+        in_video = video_stream(inp)
         if in_video is None:
             raise MediaError(f"{src}: has no video stream")
         # faststart moves the index to the front so playback can begin before download ends.
         # (container_options: PyAV would also hand plain options to every encoder.)
-        tags = _TagPolicy(_file_tags(inp, src), settings.keep_metadata)
+        tags = TagPolicy(file_tags(inp, src), settings.keep_metadata)
         options = {"movflags": "+faststart" + tags.movflags()} if fmt in ("mp4", "mov") else {}
-        options.update(_EXTRA_MUX_OPTIONS.get(fmt, {}))
+        options.update(EXTRA_MUX_OPTIONS.get(fmt, {}))
         # Matroska otherwise writes random segment and track UIDs: same plan, different bytes.
         options["fflags"] = "+bitexact"
         try:
@@ -167,12 +164,12 @@ def _encode(
             raise OutputError(f"{tmp.parent}: cannot create the output file: {e}") from e
         tags.copy_container(inp.metadata, out.metadata)
 
-        decoder = _FrameDecoder(info, in_video)
+        decoder = FrameDecoder(info, in_video)
         in_tb = decoder.time_base
-        out_size = _even_display_size(info)
+        out_size = even_display_size(info)
         in_ctx = in_video.codec_context
         try:
-            target = formats.choose(source_format(info), settings.request(), _encoder_formats, _pix_info, fmt)
+            target = formats.choose(source_format(info), settings.request(), encoder_formats, pix_info, fmt)
         except ValueError as e:
             raise OutputError(f"{tmp.name.split('.blurface-tmp-')[0].lstrip('.')}: {e}") from e
         if target.fallback:
@@ -209,13 +206,13 @@ def _encode(
         tags.copy_stream(in_video, out_video)
 
         chapters = inp.chapters()
-        routes: dict[int, _Route] = {}
+        routes: dict[int, Route] = {}
         for stream in inp.streams:
-            if stream is in_video or (chapters and _is_chapter_track(stream)):
+            if stream is in_video or (chapters and is_chapter_track(stream)):
                 continue  # the chapter track is written again from ``chapters`` below
             if not tags.keeps_stream(stream):
                 continue  # named in the metadata warning at the end
-            route = _plan_stream(stream, fmt, out, str(src), warnings, tags)
+            route = plan_stream(stream, fmt, out, str(src), warnings, tags)
             if route is not None:
                 routes[stream.index] = route
         if chapters:
@@ -231,8 +228,8 @@ def _encode(
         # Every format, 8-bit 4:2:0 H.264 included, is built in its own pixel format and
         # depth: masks are drawn into the decoded planes (chroma at its own size) and
         # unmasked frames go to the encoder as decoded, with no conversion at all.
-        native = _NativeFrames(info, target, out_size, masks, process, reports_changes)
-        deinterlacer = _Deinterlacer(info.field_order) if target.deinterlace else None
+        native = NativeFrames(info, target, out_size, masks, process)
+        deinterlacer = Deinterlacer(info.field_order) if target.deinterlace else None
         stored_size = (in_ctx.width, in_ctx.height)
         written = _Written()
         last_pts: int | None = None
@@ -242,7 +239,7 @@ def _encode(
             nonlocal last_pts, fixed_pts
             if (frame.width, frame.height) != stored_size:
                 # A mid-stream size change (adaptive streams): the encoder's size is fixed.
-                frame = _resized(frame, stored_size)
+                frame = resized_frame(frame, stored_size)
             encoded = native.frame(frame, index, time)
             pts = frame.pts
             if pts is None:
@@ -265,7 +262,7 @@ def _encode(
                 progress(written.frames)
 
         wanted = [in_video] + [s for s in inp.streams if s.index in routes]
-        for packet in _demux(inp, wanted, src):
+        for packet in demux(inp, wanted, src):
             if packet.stream is not in_video:
                 routes[packet.stream.index].feed(packet, out)
                 continue
@@ -319,7 +316,7 @@ def _verify(info: VideoInfo, tmp: Path, written: _Written, exact_input: bool) ->
         raise ProcessingError(f"the encoded output cannot be read back: {e}") from e
     count = result.frame_count
     if OUTPUT_FORMATS.get(tmp.suffix.lower()) not in ("mp4", "mov"):
-        count = _count_video_packets(tmp)  # Matroska states no frame count
+        count = count_video_packets(tmp)  # Matroska states no frame count
     # A frame plus a millisecond: Matroska rounds timestamps to milliseconds.
     slack = 1 / float(info.fps) + 0.001
     problems = []

@@ -1,7 +1,7 @@
 """Encode in the input's own format: which format that is, and frames built in it.
 
 :func:`source_format` and :func:`output_format` ask :func:`blurface.formats.choose`;
-:class:`_NativeFrames` draws the masks straight into the decoded planes, in their own
+:class:`NativeFrames` draws the masks straight into the decoded planes, in their own
 depth and chroma size.
 """
 
@@ -21,17 +21,18 @@ import numpy as np
 
 from .. import formats
 from ..types import DecodedFrame, OutputError, ProcessingError, VideoInfo
-from .outputs import OUTPUT_FORMATS, EncodeSettings
-from .planes import (
-    _ACCURATE_TO_RGB,
-    _ACCURATE_TO_YUV,
-    _changed_box,
-    _even_box,
-    _new_frame_like,
-    _pix_info,
-    _samples,
+from .common import (
+    ACCURATE_TO_RGB,
+    ACCURATE_TO_YUV,
+    changed_box,
+    codec_name,
+    first_frame,
+    new_frame_like,
+    pix_info,
+    plane_samples,
+    video_input,
 )
-from .probing import _codec_name, _first_frame, _video_input
+from .outputs import OUTPUT_FORMATS, EncodeSettings
 
 
 class FrameMasks(Protocol):
@@ -54,7 +55,7 @@ class FrameMasks(Protocol):
 
 
 @functools.lru_cache(maxsize=None)
-def _encoder_formats(name: str) -> frozenset[str] | None:
+def encoder_formats(name: str) -> frozenset[str] | None:
     """Pixel formats the bundled FFmpeg's encoder ``name`` takes; ``None`` if it has no such encoder."""
     if name not in av.codecs_available:
         return None
@@ -75,9 +76,9 @@ def source_format(info: VideoInfo) -> formats.SourceFormat:
         MediaError: the file cannot be read.
     """
     p = Path(info.path)
-    with _video_input(p) as (container, stream):
+    with video_input(p) as (container, stream):
         ctx = stream.codec_context
-        first = _first_frame(container, stream, p)
+        first = first_frame(container, stream, p)
         side = first.side_data
         display = side.get(av.sidedata.sidedata.Type.MASTERING_DISPLAY_METADATA)
         light = side.get(av.sidedata.sidedata.Type.CONTENT_LIGHT_LEVEL)
@@ -90,9 +91,9 @@ def source_format(info: VideoInfo) -> formats.SourceFormat:
             return unset
 
         return formats.SourceFormat(
-            codec=_codec_name(stream),
+            codec=codec_name(stream),
             profile=ctx.profile,
-            pix=_pix_info(pix),
+            pix=pix_info(pix),
             color_range=tag(ctx.color_range, first.color_range, 0) or (2 if pix.startswith("yuvj") else 0),
             color_primaries=tag(ctx.color_primaries, first.color_primaries, 2),
             color_trc=tag(ctx.color_trc, first.color_trc, 2),
@@ -113,12 +114,12 @@ def output_format(info: VideoInfo, settings: EncodeSettings = EncodeSettings(), 
     """
     fmt = OUTPUT_FORMATS.get(Path(dst).suffix.lower()) if dst is not None else None
     try:
-        return formats.choose(source_format(info), settings.request(), _encoder_formats, _pix_info, fmt)
+        return formats.choose(source_format(info), settings.request(), encoder_formats, pix_info, fmt)
     except ValueError as e:
         raise OutputError(f"{dst or info.path}: {e}") from e
 
 
-class _NativeFrames:
+class NativeFrames:
     """Builds each frame to encode in the output's own pixel format and depth.
 
     The decoded frame goes to the encoder as it is (turned upright, padded to even sides
@@ -139,11 +140,10 @@ class _NativeFrames:
         size: tuple[int, int],
         masks: FrameMasks | None,
         process: Callable[[DecodedFrame], object] | None,
-        reports_changes: bool,
     ) -> None:
         self.info, self.target, self.size = info, target, size
-        self.masks, self.process, self.reports_changes = masks, process, reports_changes
-        self.pix = _pix_info(target.pix_fmt)
+        self.masks, self.process = masks, process
+        self.pix = pix_info(target.pix_fmt)
         self.depth = self.pix.depth
         colour_planes = 1 if self.pix.gray else 3
         self.shifts = [(0, 0)] + [(self.pix.shift_w, self.pix.shift_h)] * (colour_planes - 1)
@@ -163,7 +163,7 @@ class _NativeFrames:
                         depth=self.depth, colorspace=self.target.colorspace,
                         full_range=self.target.color_range == 2, rgb=self.pix.rgb,
                     )
-                planes = [_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
+                planes = [plane_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
                 self.masks.apply_planes(planes, boxes, shifts=self.shifts, fills=self.fills)
         else:
             assert self.process is not None
@@ -179,28 +179,28 @@ class _NativeFrames:
         """Upright, even-sided, in the output's pixel format; ``frame`` itself when it already is."""
         rotation = self.info.rotation
         if rotation:
-            pix = _pix_info(frame.format.name)
+            pix = pix_info(frame.format.name)
             if pix.shift_w != pix.shift_h and rotation in (90, 270):
                 frame = frame.reformat(format=re.sub(r"4\d\dp", "444p", frame.format.name))
             w, h = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
-            turned = _new_frame_like(frame, w, h)
-            depth = _pix_info(frame.format.name).depth
+            turned = new_frame_like(frame, w, h)
+            depth = pix_info(frame.format.name).depth
             k = -rotation // 90  # np.rot90 turns counter-clockwise
             for src, dst in zip(frame.planes, turned.planes, strict=True):
-                _samples(dst, depth)[...] = np.rot90(_samples(src, depth), k)
+                plane_samples(dst, depth)[...] = np.rot90(plane_samples(src, depth), k)
             frame = turned
         if frame.format.name != self.target.pix_fmt:
             converted = frame.reformat(
-                format=self.target.pix_fmt, interpolation=_ACCURATE_TO_YUV,
+                format=self.target.pix_fmt, interpolation=ACCURATE_TO_YUV,
                 src_color_range=frame.color_range or None, dst_color_range=self.target.color_range or None,
             )
             for name in ("colorspace", "color_primaries", "color_trc"):
                 setattr(converted, name, getattr(frame, name))
             frame = converted
         if (frame.width, frame.height) != self.size:
-            padded = _new_frame_like(frame, *self.size)
+            padded = new_frame_like(frame, *self.size)
             for src, dst in zip(frame.planes, padded.planes, strict=True):
-                a, b = _samples(src, self.depth), _samples(dst, self.depth)
+                a, b = plane_samples(src, self.depth), plane_samples(dst, self.depth)
                 # 4:2:0 chroma covers 2x2 pixel blocks, so x264 needs even sides. Repeating the
                 # last row/column keeps every source pixel and box coordinate unchanged (scaling
                 # would blur and shift them) and, unlike black, adds no border or chroma bleed.
@@ -219,25 +219,16 @@ class _NativeFrames:
     def _processed(self, work: av.VideoFrame, decoded: av.VideoFrame, index: int, time: float) -> av.VideoFrame:
         h, w = self.info.height, self.info.width
         image = np.ascontiguousarray(
-            work.to_ndarray(format="bgr24", interpolation=_ACCURATE_TO_RGB)[:h, :w]
+            work.to_ndarray(format="bgr24", interpolation=ACCURATE_TO_RGB)[:h, :w]
         )
-        before = None if self.reports_changes else image.copy()
+        before = image.copy()
         result = self.process(DecodedFrame(index, time, image))
-        changed = None
-        if self.reports_changes:
-            result, changed = result  # type: ignore[misc]
-            changed = np.asarray(changed, np.float32).reshape(-1, 4)
         after = _check_processed(result, image.shape, index)
-        if changed is not None:
-            boxes = [_even_box(b, w, h) for b in changed]
-        else:
-            assert before is not None
-            boxes = [_changed_box(before, after)]
-        boxes = [b for b in boxes if b is not None]
+        boxes = [b for b in [changed_box(before, after)] if b is not None]
         if not boxes:
             return work
         work = self._writable(work, decoded)
-        planes = [_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
+        planes = [plane_samples(p, self.depth) for p in work.planes[: len(self.shifts)]]
         a = self.align
         for y0, y1, x0, x1 in boxes:
             y0, x0 = y0 - y0 % a, x0 - x0 % a
@@ -249,11 +240,11 @@ class _NativeFrames:
             patch.colorspace = self.target.colorspace
             patch.color_range = 2
             patch = patch.reformat(
-                format=self.target.pix_fmt, interpolation=_ACCURATE_TO_YUV,
+                format=self.target.pix_fmt, interpolation=ACCURATE_TO_YUV,
                 dst_colorspace=self.target.colorspace or None, dst_color_range=self.target.color_range or None,
             )
             for plane, src, (sx, sy) in zip(planes, patch.planes, self.shifts, strict=False):
-                plane[y0 >> sy : y1 >> sy, x0 >> sx : x1 >> sx] = _samples(src, self.depth)
+                plane[y0 >> sy : y1 >> sy, x0 >> sx : x1 >> sx] = plane_samples(src, self.depth)
         return work
 
 

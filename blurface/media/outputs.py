@@ -24,12 +24,6 @@ log = logging.getLogger(__name__)
 OUTPUT_FORMATS: dict[str, str] = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}
 
 
-# FFmpeg's default for Matroska shifts *every* stream so the first packet is at 0,
-# e.g. by 21 ms for AAC priming (-1024 samples) remuxed from MP4: the video start
-# moves. Matroska stores small negative block times fine, so keep them.
-_EXTRA_MUX_OPTIONS: dict[str, dict[str, str]] = {"matroska": {"avoid_negative_ts": "disabled"}}
-
-
 # What follows ".{dst.name}.blurface-tmp-" in a temporary file's name: pid, then dst's suffix.
 _TEMP_RE = re.compile(r"(\d+)(\.\w+|)")
 
@@ -92,10 +86,6 @@ def default_output_path(src: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}.blurred{suffix}")
 
 
-def _temp_path(dst: Path) -> Path:
-    return dst.with_name(f".{dst.name}.blurface-tmp-{os.getpid()}{dst.suffix}")
-
-
 def cleanup_stale_temps(dst: str | os.PathLike) -> list[str]:
     """Delete temporary files left next to ``dst`` by runs that were killed (SIGKILL, power loss).
 
@@ -136,10 +126,10 @@ def check_output(src: str | os.PathLike, dst: str | os.PathLike, *, overwrite: b
             itself, is a directory, exists (unless ``overwrite``), or its folder is
             missing or not writable.
     """
-    _check_output(Path(src), Path(dst), overwrite)
+    checked_muxer(Path(src), Path(dst), overwrite)
 
 
-def _check_output(src: Path, dst: Path, overwrite: bool) -> str:
+def checked_muxer(src: Path, dst: Path, overwrite: bool) -> str:
     """:func:`check_output`, returning the muxer name for ``dst``."""
     if dst.is_dir():
         raise OutputError(f"{dst}: is a directory: give a file path such as {dst / 'video.blurred.mp4'}")
@@ -223,12 +213,4 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:  # one does not exist (yet)
         return os.path.realpath(a) == os.path.realpath(b)
 
-
-def _remove_quietly(path: Path) -> None:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError as e:
-        log.warning("could not remove temporary file %s: %s", path, e)
 

@@ -1,18 +1,16 @@
-"""Probe: what blurface needs to know about an input, and the low-level readers.
+"""Probe: what blurface needs to know about an input.
 
 :func:`probe` reads a file's :class:`~blurface.types.VideoInfo` and refuses anything that
-is not a video; the helpers open inputs, find the video stream and demux packets for the
-other modules of :mod:`blurface.media`.
+is not a video; :func:`looks_like_video` tells a video from other files by name or signature.
+The low-level readers (open an input, find its video stream, demux) are in
+:mod:`blurface.media.common`.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,21 +20,18 @@ import numpy as np
 
 from .. import formats
 from ..types import MediaError, StreamInfo, VideoInfo
+from .common import (
+    check_frame_size,
+    check_readable,
+    codec_name,
+    first_frame,
+    is_still_image,
+    limit_decoder,
+    open_input,
+    video_stream,
+)
 
 log = logging.getLogger(__name__)
-
-
-# Demuxers that read one picture file; FFmpeg presents each as a one-frame "video".
-_IMAGE_DEMUXERS = ("image2", "image2pipe")
-
-# The largest frames blurface accepts, checked from the stream header before any frame is
-# decoded: a file of a few KB can declare a 32768x2 or 16000x16000 picture, and each step
-# after the decoder (conversion, the detector's scaled copy, the encoder) allocates
-# its own frame-sized buffers. 8192 px a side holds DCI 8K (8192x4320), UHD 8K
-# (7680x4320) and 8K stereo 360 (8192x8192), in either orientation; 8:1 between the
-# sides holds vertical phone video (9:16), 32:9 and 360 panoramas (2:1).
-MAX_SIDE = 8192
-MAX_ASPECT = 8
 
 
 class NotVideoError(MediaError):
@@ -102,22 +97,23 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             (e.g. audio only), or a still image.
         MediaError: missing file, a directory, an empty file, not a media file,
             no decodable frame, or
-            frames larger than :data:`MAX_SIDE` or narrower than :data:`MAX_ASPECT`.
+            frames larger than :data:`~blurface.media.common.MAX_SIDE` or narrower than
+            :data:`~blurface.media.common.MAX_ASPECT`.
     """
-    p = _check_readable(path)
-    container = _open_input(p)
+    p = check_readable(path)
+    container = open_input(p)
     try:
-        if _is_still_image(container):
+        if is_still_image(container):
             raise NotVideoError(f"{p}: is a still image, not a video: give a video file (mp4, mov, mkv, ...)")
-        stream = _video_stream(container)
+        stream = video_stream(container)
         if stream is None:
             kinds = sorted({s.type for s in container.streams})
             if not kinds:
                 raise MediaError(f"{p}: holds no streams at all: the file is damaged or not a media file")
             raise NotVideoError(f"{p}: has no video stream (it holds {', '.join(kinds)} only): give a video file")
         check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
-        _limit_decoder(stream)
-        first = _first_frame(container, stream, p)
+        limit_decoder(stream)
+        first = first_frame(container, stream, p)
         check_frame_size(first.width, first.height, p)  # a header without a size (0x0), or one that lied
         rotation = (-int(round(first.rotation))) % 360 if first.rotation else 0
         if rotation not in (0, 90, 180, 270):
@@ -151,7 +147,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
             start_time=start,
             duration=duration,
             frame_count=int(frame_count),
-            codec=_codec_name(stream),
+            codec=codec_name(stream),
             pix_fmt=ctx.pix_fmt or "",
             bit_rate=int(bit_rate) if bit_rate else None,
             streams=tuple(_stream_info(s) for s in container.streams),
@@ -161,35 +157,6 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         container.close()
 
 
-def check_frame_size(width: int, height: int, p: str | os.PathLike) -> None:
-    """Refuse a frame size beyond :data:`MAX_SIDE` or :data:`MAX_ASPECT` (0 means not known yet: passes).
-
-    Raises:
-        MediaError: naming the size and the limits.
-    """
-    if width <= 0 or height <= 0:
-        return
-    if max(width, height) > MAX_ASPECT * min(width, height):
-        raise MediaError(
-            f"{p}: frames of {width}x{height} px are too narrow for a video (at most {MAX_ASPECT}:1 between the "
-            "sides): the file is damaged or not footage"
-        )
-    if max(width, height) > MAX_SIDE:
-        raise MediaError(
-            f"{p}: frames of {width}x{height} px are larger than blurface handles "
-            f"(at most {MAX_SIDE} px a side): scale the video down first"
-        )
-
-
-# FFmpeg's own cap on the pixels of a decoded picture (its default is 2^31).
-_DECODER_LIMIT = {"max_pixels": str(MAX_SIDE * MAX_SIDE)}
-
-
-def _limit_decoder(stream: av.VideoStream) -> None:
-    """Make FFmpeg itself refuse frames over the limit, should a stream's pictures outgrow its header."""
-    stream.codec_context.options = {**stream.codec_context.options, **_DECODER_LIMIT}
-
-
 def _field_order(ctx: av.codec.context.CodecContext, first: av.VideoFrame) -> str:
     """The stream's field order once a frame is decoded (MPEG-2 and H.264 set it then)."""
     order = formats.FIELD_ORDERS.get(int(ctx.field_order or 0), "unknown")
@@ -197,85 +164,6 @@ def _field_order(ctx: av.codec.context.CodecContext, first: av.VideoFrame) -> st
         # Not stated: an interlaced first frame without an order is taken as top field first.
         return "tt" if first.interlaced_frame else "progressive"
     return order
-
-
-def _check_readable(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(f"{p}: no such file: check the path")
-    if p.is_dir():
-        raise MediaError(f"{p}: is a directory, not a video file")
-    try:
-        size = p.stat().st_size
-    except OSError as e:
-        raise MediaError(f"{p}: cannot be read ({e.strerror})") from e
-    if size == 0:
-        raise MediaError(f"{p}: is empty (0 bytes): the copy or download probably failed")
-    return p
-
-
-def _open_input(p: Path) -> av.container.InputContainer:
-    try:
-        # Tags are not always UTF-8 (or are damaged): replace bad bytes rather than fail.
-        # ``options`` also go to the decoders FFmpeg opens to find the streams' parameters,
-        # which decode a first frame: capped, a 16000x16000 PNG stream costs nothing there.
-        return av.open(str(p), "r", metadata_errors="replace", options=_DECODER_LIMIT)
-    except av.error.FFmpegError as e:
-        if isinstance(e, av.error.EOFError):
-            raise MediaError(f"{p}: ends too early (FFmpeg: end of file): the file is truncated or damaged") from e
-        if isinstance(e, av.error.InvalidDataError):
-            raise MediaError(
-                f"{p}: is not a readable video (FFmpeg: invalid data): the file is damaged, "
-                "incomplete, or not a media file"
-            ) from e
-        raise MediaError(f"{p}: cannot be opened (FFmpeg: {getattr(e, 'strerror', None) or e})") from e
-    except OSError as e:
-        raise MediaError(f"{p}: cannot be opened: {e.strerror or e}") from e
-
-
-def _is_still_image(container: av.container.InputContainer) -> bool:
-    name = container.format.name
-    return name in _IMAGE_DEMUXERS or name.endswith("_pipe")
-
-
-def _video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
-    """First real video stream: cover art (``attached_pic``) is a picture, not the video."""
-    for stream in container.streams.video:
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    return None
-
-
-@contextmanager
-def _video_input(p: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
-    """``p`` opened, with its first real video stream; closed on leaving. The one place
-    a reader refuses a file without video, for the decoders, previews and format probes."""
-    container = _open_input(p)
-    try:
-        stream = _video_stream(container)
-        if stream is None:
-            raise MediaError(f"{p}: has no video stream")
-        check_frame_size(stream.codec_context.width, stream.codec_context.height, p)
-        _limit_decoder(stream)
-        yield container, stream
-    finally:
-        container.close()
-
-
-def _first_frame(container: av.container.InputContainer, stream: av.VideoStream, p: Path) -> av.VideoFrame:
-    # FFmpeg forgets a header size over ``max_pixels`` (it sets 0x0), then refuses the frame.
-    size_known = stream.codec_context.width > 0 and stream.codec_context.height > 0
-    try:
-        for frame in container.decode(stream):
-            return frame
-    except av.error.FFmpegError as e:
-        if not size_known and e.errno == errno.EINVAL:
-            raise MediaError(
-                f"{p}: its first video frame cannot be decoded within blurface's limit of {MAX_SIDE}x{MAX_SIDE} px: "
-                "the frames are too large, or the file is damaged"
-            ) from e
-        raise MediaError(f"{p}: its first video frame cannot be decoded ({e}): the file is damaged") from e
-    raise MediaError(f"{p}: its video stream holds no decodable frame: the file is damaged or truncated")
 
 
 def _frame_rate(stream: av.VideoStream, p: Path) -> Fraction:
@@ -362,35 +250,8 @@ def _frame_count(stream: av.VideoStream, duration: float, fps: Fraction, contain
 
 def _stream_info(stream: av.stream.Stream) -> StreamInfo:
     kind = stream.type if stream.type in ("video", "audio", "subtitle", "attachment") else "data"
-    codec = _codec_name(stream)
+    codec = codec_name(stream)
     language = stream.metadata.get("language")
     return StreamInfo(stream.index, kind, codec, None if language in (None, "", "und") else language)
 
-
-def _demux(container: av.container.InputContainer, streams: list[av.stream.Stream], p: Path) -> Iterator[av.Packet]:
-    """``container.demux(streams)`` with read errors turned into :class:`MediaError`."""
-    packets = container.demux(streams)
-    while True:
-        try:
-            packet = next(packets)
-        except StopIteration:
-            return
-        except av.error.FFmpegError as e:
-            raise MediaError(f"{p}: reading failed ({e}): the file is truncated or damaged") from e
-        yield packet
-
-
-def _codec_name(stream: av.stream.Stream) -> str:
-    try:
-        return stream.codec.canonical_name
-    except Exception:  # data/attachment streams may have no codec
-        return stream.metadata.get("mimetype") or "unknown"
-
-
-def _count_video_packets(path: Path) -> int:
-    with av.open(str(path), metadata_errors="replace") as container:
-        stream = _video_stream(container)
-        if stream is None:
-            return 0
-        return sum(1 for packet in container.demux(stream) if packet.size)
 

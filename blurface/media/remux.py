@@ -12,15 +12,15 @@ import logging
 import av
 import av.error
 
+from .common import codec_name
 from .outputs import OUTPUT_FORMATS
-from .probing import _codec_name
-from .tags import _TagPolicy
+from .tags import TagPolicy
 
 log = logging.getLogger(__name__)
 
 
 # FFmpeg's default channel layout per channel count (av_channel_layout_default).
-_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
 
 
 def _muxer_rejects(fmt: str, template: av.stream.Stream, sample: av.Packet | None = None) -> str | None:
@@ -60,7 +60,7 @@ def _first_packet(path: str, index: int, limit: int = 500) -> av.Packet | None:
 
 
 def _describe(stream: av.stream.Stream) -> str:
-    details = [_codec_name(stream)]
+    details = [codec_name(stream)]
     keys = ("language", "filename", "title") + (("handler_name",) if stream.type == "data" else ())
     for key in keys:
         value = stream.metadata.get(key)
@@ -69,7 +69,7 @@ def _describe(stream: av.stream.Stream) -> str:
     return f"{stream.type} stream #{stream.index} ({', '.join(details)})"
 
 
-class _Route:
+class Route:
     """What happens to the packets of one input stream.
 
     Damage is counted rather than logged packet by packet: :meth:`flush` reports
@@ -102,7 +102,7 @@ class _Route:
                 log.debug("%s: %s: left out a packet at dts %s: %s", self.path, _describe(self.source), packet.dts, e)
 
 
-class _CopyRoute(_Route):
+class _CopyRoute(Route):
     """Bit-exact remux: payload untouched, pts/dts rescaled by the muxer."""
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
@@ -113,7 +113,7 @@ class _CopyRoute(_Route):
         self._mux(out, packet)
 
 
-class _AudioEncodeRoute(_Route):
+class _AudioEncodeRoute(Route):
     """Decode and re-encode audio the container cannot hold as is (PCM into MP4)."""
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
@@ -132,7 +132,7 @@ class _AudioEncodeRoute(_Route):
         super().flush(out)
 
 
-class _SubtitleConvertRoute(_Route):
+class _SubtitleConvertRoute(Route):
     """Text subtitles re-encoded for the container (SRT/ASS -> mov_text, mov_text -> SRT)."""
 
     def feed(self, packet: av.Packet, out: av.container.OutputContainer) -> None:
@@ -159,21 +159,21 @@ class _SubtitleConvertRoute(_Route):
 _TEXT_SUBTITLES = frozenset({"subrip", "srt", "ass", "ssa", "webvtt", "mov_text", "text"})
 
 
-def _plan_stream(
+def plan_stream(
     stream: av.stream.Stream,
     fmt: str,
     out: av.container.OutputContainer,
     path: str,
     warnings: list[str],
-    tags: _TagPolicy,
-) -> _Route | None:
+    tags: TagPolicy,
+) -> Route | None:
     """Add an output stream for ``stream`` and say how to feed it; ``None`` drops it (with a warning)."""
 
     def warn(message: str) -> None:
         warnings.append(message)
         log.warning("%s", message)
 
-    codec = _codec_name(stream)
+    codec = codec_name(stream)
     what = _describe(stream)
     if stream.type == "video":
         # A second picture stream (another angle, cover art) is not masked: copying
@@ -213,7 +213,7 @@ def _plan_stream(
         layout = ctx.layout.name
         if "channels" in layout:
             # An unordered layout ("2 channels", typical of PCM in MOV): AAC needs a named one.
-            layout = _DEFAULT_LAYOUTS.get(ctx.channels, layout)
+            layout = DEFAULT_LAYOUTS.get(ctx.channels, layout)
         try:
             target = out.add_stream("aac", rate=ctx.sample_rate, layout=layout)
         except (ValueError, TypeError, av.error.FFmpegError) as e:

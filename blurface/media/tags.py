@@ -12,26 +12,7 @@ import av
 
 from .. import metadata
 from ..types import MediaError
-from .probing import _check_readable, _is_still_image, _open_input
-
-# Tags that describe the old file and would be wrong on the new one.
-_STALE_TAGS = frozenset(
-    {
-        "major_brand",
-        "minor_version",
-        "compatible_brands",
-        "encoder",
-        "rotate",
-        "duration",
-        "bps",
-        "number_of_frames",
-        "number_of_bytes",
-        "_statistics_tags",
-        "_statistics_writing_app",
-        "_statistics_writing_date_utc",
-        "vendor_id",
-    }
-)
+from .common import STALE_TAGS, check_readable, is_still_image, open_input
 
 
 # FFmpeg's AVDISCARD_ALL: the demuxer marks a stream that is no part of the presentation
@@ -47,16 +28,16 @@ def read_tags(path: str | os.PathLike) -> metadata.FileTags:
     Raises:
         MediaError: missing, empty or unreadable file, or a still image.
     """
-    p = _check_readable(path)
-    with _open_input(p) as container:
-        if _is_still_image(container):
+    p = check_readable(path)
+    with open_input(p) as container:
+        if is_still_image(container):
             raise MediaError(
                 f"{p}: is a still image: 'blurface inspect' checks video files (use an EXIF tool for pictures)"
             )
-        return _file_tags(container, p)
+        return file_tags(container, p)
 
 
-def _file_tags(container: av.container.InputContainer, path: Path) -> metadata.FileTags:
+def file_tags(container: av.container.InputContainer, path: Path) -> metadata.FileTags:
     chapters = container.chapters()
     return metadata.FileTags(
         path=str(path),
@@ -73,7 +54,7 @@ def _stream_tags(stream: av.stream.Stream, has_chapters: bool) -> metadata.Strea
         kind=kind,
         tags=dict(stream.metadata),
         cover=kind == "video" and bool(stream.disposition & av.stream.Disposition.attached_pic),
-        chapter_track=has_chapters and _is_chapter_track(stream),
+        chapter_track=has_chapters and is_chapter_track(stream),
         head=_attachment_head(stream),
     )
 
@@ -88,11 +69,11 @@ def _attachment_head(stream: av.stream.Stream) -> bytes:
         return b""
 
 
-def _is_chapter_track(stream: av.stream.Stream) -> bool:
+def is_chapter_track(stream: av.stream.Stream) -> bool:
     return stream.type == "data" and stream.discard == _DISCARD_ALL
 
 
-class _TagPolicy:
+class TagPolicy:
     """Copies the tags :func:`transcode` keeps: all of them, or the allowlist of :mod:`blurface.metadata`."""
 
     def __init__(self, meta: metadata.FileTags, keep_all: bool) -> None:
@@ -136,7 +117,7 @@ class _TagPolicy:
     def summary(self) -> str | None:
         """The warning naming what was dropped; ``None`` when keeping all or nothing was dropped.
 
-        Extra video streams (cover art, other angles) are not named: :func:`_plan_stream`
+        Extra video streams (cover art, other angles) are not named: :func:`plan_stream`
         warns about each already.
         """
         if self.keep_all:
@@ -147,6 +128,6 @@ class _TagPolicy:
 
 def _copy_tags(source: dict[str, str], target: dict[str, str]) -> None:
     for key, value in source.items():
-        if key.lower() not in _STALE_TAGS:
+        if key.lower() not in STALE_TAGS:
             target[key] = value
 
