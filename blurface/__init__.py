@@ -16,7 +16,7 @@ import os as _os
 # module imports onnxruntime first (the detector, the audit report), it is set before.
 _os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-__version__ = "0.1.0"
+from .version import __version__ as __version__
 
 __all__ = [
     "AnalysisSettings",

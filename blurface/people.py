@@ -28,7 +28,7 @@ from .boxes import iou_matrix
 from .files import write_atomically
 from .gallery import Gallery, Person, embedder_tag
 from .plan import DEFAULT_TOLERANCE, Plan
-from .types import EMBEDDING_DIM, SOURCE_DETECTED, GalleryError, OutputError, Track
+from .types import EMBEDDING_DIM, SOURCE_DETECTED, GalleryError, OutputError, Track, VideoInfo
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,12 @@ def fill_embeddings(
     src: str | os.PathLike | None = None,
     per_track: int = CROPS_PER_TRACK,
     progress: Callable[[str, int], None] | None = None,
+    info: VideoInfo | None = None,
 ) -> int:
     """Embed a few crops of every track that has no embeddings (a loaded plan, ``--all``), in place.
 
     Decodes only the frames needed, in one pass. Returns the number of faces embedded.
+    ``info``: the video's probe, when the caller has it.
     """
     wanted: dict[int, list[Track]] = {}
     for t in plan.tracks:
@@ -70,7 +72,7 @@ def fill_embeddings(
                 wanted.setdefault(f, []).append(t)
     if not wanted:
         return 0
-    info = media.probe(src if src is not None else plan.video.path)
+    info = info if info is not None else media.probe(src if src is not None else plan.video.path)
     got: dict[int, list[tuple[int, np.ndarray]]] = {}
     lo, hi = min(wanted), max(wanted)
     count = 0

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from .version import __version__
 from .files import write_atomically
 from .faces import model_files
 from .plan import Plan, who

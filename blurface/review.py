@@ -370,21 +370,3 @@ def write_contact_sheet(
 
     write_atomically(dst, write, what="contact sheet", error=OutputError)
     return len(tracks)
-
-
-def produce(src, dst, *, plan=None, analysis=None, start=None, end=None, settings=RenderSettings(),  # noqa: ANN001, ANN201
-            height=None, show_overlay=False, matte=None, contact_sheet=None, report=None, plan_out=None,
-            overwrite=False, command=(), progress=None):
-    """TEMPORARY: the old entry point, until the CLI calls :func:`blurface.pipeline.run`."""
-    from .pipeline import Outputs, Request, Who, run
-
-    options = dict(analysis or {})
-    who = None
-    if plan is None:
-        who = Who.from_args(options.pop("targets", None), options.pop("keep", None), options.pop("all_faces", False))
-    request = Request(
-        source=src, outputs=Outputs(video=dst, plan=plan_out, matte=matte, contact_sheet=contact_sheet, report=report),
-        who=who, plan=plan, start=start, end=end, render=settings, preview_height=height, overlay=show_overlay,
-        overwrite=overwrite, command=tuple(command), **options,
-    )
-    return run(request, progress)

@@ -22,7 +22,7 @@ from . import overlay, people
 from .embedding import Embeds
 from .files import make_temp_dir
 from .follow import add_manual_track
-from .pipeline import RenderSettings
+from .pipeline import RenderSettings, VideoSource
 from .plan import Plan, who
 from .types import BlurfaceError, InputError, Interrupted, OutputError
 
@@ -67,9 +67,12 @@ class ReviewSession:
         embedder: Embeds | None = None,
         render_settings: RenderSettings = RenderSettings(),
         overwrite: bool = False,
+        source: VideoSource | None = None,
     ) -> None:
         self.plan = plan
         self.src = str(src)
+        # The video, probed once for the proxy, the thumbnails, the people and every Render.
+        self.source = source if source is not None else VideoSource(self.src)
         self.save_path = Path(save_path)
         self.output = Path(output)
         self.people_dir = Path(people_dir)
@@ -96,10 +99,10 @@ class ReviewSession:
         # JSON, so a toggle shows at once without encoding anything again.
         bare = Plan(video=self.plan.video, mode=self.plan.mode, settings={}, tracks=[], times=self.plan.times)
         render_range(bare, self.proxy, height=PROXY_HEIGHT, src=self.src,
-                     settings=RenderSettings(encode=PREVIEW_ENCODE), progress=progress)
+                     settings=RenderSettings(encode=PREVIEW_ENCODE), progress=progress, info=self.source.info)
         self._make_thumbs([t for t in self.plan.tracks])
         if self.embedder is not None:
-            people.fill_embeddings(self.plan, self.embedder, src=self.src)
+            people.fill_embeddings(self.plan, self.embedder, src=self.src, info=self.source.info)
             self.groups = people.group_tracks(self.plan.tracks, threshold=self.embedder.tolerance)
         else:
             self.groups = [[t.id] for t in self.plan.tracks]
@@ -113,7 +116,7 @@ class ReviewSession:
                 wanted.setdefault(f, []).append((t.id, k, t.xyxy[int(np.searchsorted(t.frames, f))]))
         if not wanted:
             return
-        info = media.probe(self.src)
+        info = self.source.info
         for frame in media.iter_frames(info, start=float(self.plan.times[min(wanted)]),
                                        end=float(self.plan.times[max(wanted)]) + 1e-3, times=self.plan.times):
             for tid, k, box in wanted.get(frame.index, []):
@@ -259,7 +262,7 @@ class ReviewSession:
             return self.save_path
 
     def start_render(self) -> None:
-        from .pipeline import render
+        from .pipeline import Outputs, Request, run
 
         with self.lock:
             if self.job.state == "running":
@@ -281,8 +284,9 @@ class ReviewSession:
 
         def work() -> None:
             try:
-                render(plan, self.output, settings=self.render_settings, src=self.src,
-                       overwrite=self.overwrite or self.output.exists() and self._rendered_before, progress=progress)
+                replace = self.overwrite or self.output.exists() and self._rendered_before
+                run(Request(source=self.src, outputs=Outputs(video=self.output), plan=plan, render=self.render_settings,
+                            overwrite=replace), progress, source=self.source)
                 self._rendered_before = True
                 job.state = "done"
             except BlurfaceError as e:

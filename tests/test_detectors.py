@@ -16,7 +16,7 @@ import pytest
 from skimage import data
 
 from blurface import boxes, media
-from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector, model_files
+from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector
 from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone, embed_now
 from blurface.embedders import SFACE_FILE, SFACE_SHA256, SFace
 from blurface.faces import model_files as all_model_files

@@ -20,7 +20,7 @@ from blurface.session import ReviewSession
 from blurface.types import SOURCE_DETECTED, SOURCE_INTERPOLATED, InputError
 
 from people import make_people_clip, package_heads, plan_from_truth
-from test_plan import make_plan, make_track, video_info
+from test_plan import make_plan, video_info
 
 
 def _reloaded(plan: Plan, path: Path) -> Plan:

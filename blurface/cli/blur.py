@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from .. import __version__
-from ..text import printable
+from ..version import __version__
 from .common import (
     EXIT_OK,
-    Bars,
     Parser,
     add_common,
     add_editor_outputs,
     add_masking,
     add_range,
-    analysis_from_args,
     check_tolerance,
     check_reference_args,
     check_side_file,
-    mask_unsure,
     render_settings_from_args,
-    run_for_editors,
+    print_summary,
+    run_pipeline,
     wants_editor_outputs,
     who_from_args,
 )
@@ -55,45 +51,23 @@ def add_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import media
-    from ..pipeline import blur_video
+    from ..pipeline import VideoSource
 
-    who_from_args(args)
+    who = who_from_args(args)
     check_tolerance(args)
     render_settings = render_settings_from_args(args)
     # Inputs first, then every path the command writes: all before the analysis, which may take long.
-    info = media.probe(args.video)
+    source = VideoSource(args.video)
+    info = source.info  # the one probe of the input
     check_reference_args(args)
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
     if args.plan:
         check_side_file(args.plan, "--plan", args, outputs=[out])
-    if wants_editor_outputs(args):
+    editor = wants_editor_outputs(args)
+    if editor:
         media.output_format(info, render_settings.encode, out)  # e.g. --codec prores into .mp4: refused now
-        return run_for_editors(args, out, render_settings, plan_in=None, frames=info.frame_count)
-    bars = Bars(info.frame_count, enabled=not args.quiet)
-    try:
-        result = blur_video(
-            args.video,
-            args.output,
-            targets=args.target or None,
-            keep=args.keep or None,
-            all_faces=args.all,
-            tolerance=args.tolerance,
-            mask_unsure=mask_unsure(args),
-            analysis=analysis_from_args(args),
-            render_settings=render_settings,
-            strict_reference=args.strict_reference,
-            overwrite=args.overwrite,
-            plan_path=args.plan,
-            progress=bars,
-            info=info,
-        )
-    finally:
-        bars.close()
-    if not args.quiet:
-        print(
-            printable(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-                      f"{result.tracks_line()}, in {result.seconds:.1f} s"),
-            file=sys.stderr,
-        )
+    result = run_pipeline(args, out, render_settings, who=who, plan_in=None, source=source,
+                          frames=info.frame_count, plan_out=args.plan)
+    print_summary(args, result, seconds=not editor)
     return EXIT_OK

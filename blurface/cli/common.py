@@ -1,5 +1,6 @@
 """What the subcommands share: the parser class, option builders, progress bars, logging,
-signals, the checks every command makes, and the excerpt/editor path of ``review.produce``."""
+signals, the checks every command makes, and :func:`run_pipeline`, the commands' one call
+into :func:`blurface.pipeline.run`."""
 
 from __future__ import annotations
 
@@ -336,19 +337,25 @@ def analysis_from_args(args: argparse.Namespace):  # noqa: ANN202 - AnalysisSett
     return replace(PRESETS[chosen[0] if chosen else DEFAULT_SPEED], embedder=args.embedder)
 
 
-def who_from_args(args: argparse.Namespace, *, prog: str = "blurface", plan: bool = False) -> str:
+def who_from_args(args: argparse.Namespace, *, prog: str = "blurface", plan: bool = False):  # noqa: ANN201 - Who | None
     """Whom the command masks: exactly one of --target, --keep, --all (or, with ``plan``, an input --plan).
 
-    Returns the option's name without dashes. The one place the CLI checks the rule; ``prog`` starts the message.
+    Returns the library's :class:`~blurface.pipeline.Who`, whose ``from_args`` owns the rule,
+    or ``None`` when a saved --plan is rendered instead. ``prog`` starts the message.
     """
-    given = {"target": bool(args.target), "keep": bool(args.keep), "all": bool(args.all)}
-    if plan:
-        given["plan"] = bool(args.plan)
-    chosen = [name for name, on in given.items() if on]
-    if len(chosen) != 1:
-        names = [f"--{name}" for name in given]
-        raise UsageError(f"{prog}: give exactly one of {', '.join(names[:-1])} or {names[-1]} (see --help)")
-    return chosen[0]
+    from ..pipeline import Who
+    from ..types import InputError
+
+    who_given = bool(args.target) or bool(args.keep) or bool(args.all)
+    names = ("--target, --keep", "--all", "--plan") if plan else ("--target", "--keep", "--all")
+    try:
+        if plan and args.plan:
+            if who_given:
+                raise InputError(f"give exactly one of {names[0]}, {names[1]} or {names[2]}")
+            return None
+        return Who.from_args(args.target or None, args.keep or None, args.all, names=names)
+    except InputError as e:
+        raise UsageError(f"{prog}: {e} (see --help)") from None
 
 
 def check_tolerance(args: argparse.Namespace) -> None:
@@ -387,54 +394,66 @@ def wants_editor_outputs(args: argparse.Namespace) -> bool:
     return any(getattr(args, k, None) is not None for k in ("start", "end", "matte", "contact_sheet", "report"))
 
 
-def run_for_editors(
-    args: argparse.Namespace, out: Path, render_settings, *, plan_in, frames: int,  # noqa: ANN001
-    preview_height: int | None = None,
-) -> int:
-    """Excerpts, previews, mattes, contact sheets and reports: the work is in :mod:`blurface.review`."""
-    from .. import review
+def run_pipeline(
+    args: argparse.Namespace, out: Path, render_settings, *, who, plan_in, source, frames: int,  # noqa: ANN001
+    plan_out: str | None = None, preview_height: int | None = None,
+):  # noqa: ANN201 - Result, imported lazily
+    """Check the side files, then :func:`blurface.pipeline.run` once, with the command's progress bars.
 
-    start = None if args.start is None else review.parse_time(args.start, "--from")
-    end = None if args.end is None else review.parse_time(args.end, "--to")
+    ``who``: whom to mask (analyse), or ``None`` with ``plan_in`` (render a saved plan).
+    ``source``: the input, probed once by the command (:class:`~blurface.pipeline.VideoSource`).
+    """
+    from ..pipeline import Outputs, Request, run
+    from ..review import parse_time
+
+    start = None if getattr(args, "start", None) is None else parse_time(args.start, "--from")
+    end = None if getattr(args, "end", None) is None else parse_time(args.end, "--to")
     if start is not None and end is not None and end <= start:
         raise UsageError(f"blurface: --to {args.end} is not after --from {args.start}: give a later --to")
     outputs: list[str | Path] = [out] + ([args.plan] if getattr(args, "plan", None) else [])
-    for option, value, suffixes in (("--matte", args.matte, (".mov", ".mkv")), ("--contact-sheet", args.contact_sheet,
-                                    (".png",)), ("--report", args.report, (".json",))):
+    for option, value, suffixes in (("--matte", getattr(args, "matte", None), (".mov", ".mkv")),
+                                    ("--contact-sheet", getattr(args, "contact_sheet", None), (".png",)),
+                                    ("--report", getattr(args, "report", None), (".json",))):
         if value is None:
             continue
         if Path(value).suffix.lower() not in suffixes:
             raise UsageError(f"blurface: {option} {value!r} must end in {' or '.join(suffixes)}")
         check_side_file(value, option, args, outputs=outputs)
         outputs.append(value)
-    if args.report:
+    if getattr(args, "report", None):
         check_side_file(Path(args.report).with_suffix(".html"), "--report (HTML)", args, outputs=outputs)
-    analysis = None
-    if plan_in is None:
-        analysis = dict(
-            targets=args.target or None, keep=args.keep or None, all_faces=args.all,
-            tolerance=args.tolerance, mask_unsure=mask_unsure(args),
-            analysis=analysis_from_args(args),
-            strict_reference=args.strict_reference,
-        )
+    analysed = {}
+    if who is not None:
+        analysed = {"analysis": analysis_from_args(args), "tolerance": args.tolerance,
+                    "mask_unsure": mask_unsure(args), "strict_reference": args.strict_reference}
+    request = Request(
+        source=args.video,
+        outputs=Outputs(video=out, plan=plan_out, matte=getattr(args, "matte", None),
+                        contact_sheet=getattr(args, "contact_sheet", None), report=getattr(args, "report", None)),
+        who=who, plan=plan_in, render=render_settings, start=start, end=end, preview_height=preview_height,
+        overlay=bool(getattr(args, "overlay", False)), overwrite=args.overwrite,
+        command=tuple(getattr(args, "argv", ())), **analysed,
+    )
     # Every frame for a whole file; a range's analysis and render announce their own totals (review.expect).
     bars = Bars(frames, enabled=not args.quiet)
     try:
-        result = review.produce(
-            args.video, out, plan=plan_in, analysis=analysis, start=start, end=end, settings=render_settings,
-            height=preview_height, show_overlay=bool(getattr(args, "overlay", False)), matte=args.matte,
-            contact_sheet=args.contact_sheet, report=args.report,
-            plan_out=args.plan if plan_in is None and getattr(args, "plan", None) and args.command != "preview" else None,
-            overwrite=args.overwrite, command=getattr(args, "argv", []), progress=bars,
-        )
+        return run(request, bars, source=source)
     finally:
         bars.close()
-    if not args.quiet:
-        extras = [f"{k} {v}" for k, v in (("matte", args.matte), ("contact sheet", args.contact_sheet),
-                                          ("report", args.report)) if v]
-        print(
-            printable(f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks, "
-                      f"{result.tracks_line()}" + (f"; {', '.join(extras)}" if extras else "")),
-            file=sys.stderr,
-        )
-    return EXIT_OK
+
+
+def print_summary(args: argparse.Namespace, result, *, tracks: bool = True, seconds: bool = False) -> None:  # noqa: ANN001
+    """The command's one summary line on stderr (none with -q): what it wrote, and its side files."""
+    if args.quiet:
+        return
+    line = f"wrote {result.output}: {result.frames} frames, {result.masked_frames} with masks"
+    if tracks:
+        line += f", {result.tracks_line()}"
+    if seconds:
+        line += f", in {result.seconds:.1f} s"
+    extras = [f"{k} {v}" for k, v in (("matte", getattr(args, "matte", None)),
+                                      ("contact sheet", getattr(args, "contact_sheet", None)),
+                                      ("report", getattr(args, "report", None))) if v]
+    if extras:
+        line += f"; {', '.join(extras)}"
+    print(printable(line), file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from .common import (
+    EXIT_OK,
     Parser,
     UsageError,
     add_common,
@@ -20,7 +21,8 @@ from .common import (
     add_who,
     check_reference_args,
     render_settings_from_args,
-    run_for_editors,
+    print_summary,
+    run_pipeline,
     speed_flags,
     who_from_args,
 )
@@ -59,10 +61,11 @@ def add_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import media
+    from ..pipeline import VideoSource
     from ..plan import Plan
     from ..review import PREVIEW_ENCODE
 
-    who_from_args(args, prog="blurface preview", plan=True)
+    who = who_from_args(args, prog="blurface preview", plan=True)
     if sum(bool(getattr(args, flag[2:])) for flag in speed_flags()) > 1:
         raise UsageError(f"blurface preview: give at most one of {' and '.join(speed_flags())}")
     if not 64 <= args.height <= 4320:
@@ -71,11 +74,15 @@ def run(args: argparse.Namespace) -> int:
     encode = dataclasses.replace(PREVIEW_ENCODE, keep_metadata=settings.encode.keep_metadata)
     settings = type(settings)(effect=settings.effect, shape=settings.shape, pad=settings.pad, encode=encode)
     plan = Plan.load(args.plan) if args.plan else None
-    info = media.probe(args.video)
+    source = VideoSource(args.video)
+    info = source.info  # the one probe of the input
     check_reference_args(args)
     out = Path(args.output) if args.output else preview_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
-    return run_for_editors(args, out, settings, plan_in=plan, preview_height=args.height, frames=info.frame_count)
+    result = run_pipeline(args, out, settings, who=who, plan_in=plan, source=source, frames=info.frame_count,
+                          preview_height=args.height)
+    print_summary(args, result)
+    return EXIT_OK
 
 
 def preview_output_path(video: str | os.PathLike) -> Path:

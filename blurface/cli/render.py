@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from ..text import printable
 from .common import (
     EXIT_OK,
-    Bars,
     Parser,
     add_common,
     add_editor_outputs,
@@ -19,7 +16,8 @@ from .common import (
     add_output_format,
     add_range,
     render_settings_from_args,
-    run_for_editors,
+    print_summary,
+    run_pipeline,
     wants_editor_outputs,
 )
 
@@ -46,23 +44,16 @@ def add_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from .. import media
-    from ..pipeline import render
+    from ..pipeline import VideoSource
     from ..plan import Plan
 
     settings = render_settings_from_args(args)
     plan = Plan.load(args.plan)
-    info = media.probe(args.video)  # a clear error for a bad video before anything else
+    source = VideoSource(args.video)
+    source.info  # noqa: B018 - probed now: a clear error for a bad video before anything else
     out = Path(args.output) if args.output else media.default_output_path(args.video)
     media.check_output(args.video, out, overwrite=args.overwrite)
-    if wants_editor_outputs(args):
-        return run_for_editors(args, out, settings, plan_in=plan, frames=plan.frame_count)
-    bars = Bars(plan.frame_count, enabled=not args.quiet)
-    try:
-        result = render(plan, out, settings=settings, src=args.video, overwrite=args.overwrite,
-                        progress=bars, info=info)
-    finally:
-        bars.close()
-    if not args.quiet:
-        print(f"wrote {printable(result.output)}: {result.frames} frames, {result.masked_frames} with masks",
-              file=sys.stderr)
+    result = run_pipeline(args, out, settings, who=None, plan_in=plan, source=source, frames=plan.frame_count)
+    # A whole render reports what it wrote; with side files or a range, also the tracks it shows.
+    print_summary(args, result, tracks=wants_editor_outputs(args))
     return EXIT_OK

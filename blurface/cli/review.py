@@ -62,7 +62,7 @@ def add_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _decided_plan(args: argparse.Namespace, bars: Bars):  # noqa: ANN202 - Plan, imported lazily
+def _decided_plan(args: argparse.Namespace, bars: Bars, info):  # noqa: ANN001, ANN202 - VideoInfo, Plan: imported lazily
     from ..pipeline import make_plan
     from ..plan import Plan
 
@@ -72,14 +72,14 @@ def _decided_plan(args: argparse.Namespace, bars: Bars):  # noqa: ANN202 - Plan,
         args.video, targets=args.target or None, keep=args.keep or None, all_faces=args.all,
         tolerance=args.tolerance, mask_unsure=mask_unsure(args),
         analysis=analysis_from_args(args),
-        strict_reference=args.strict_reference, progress=bars,
+        strict_reference=args.strict_reference, progress=bars, info=info,
     )
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import media, server
     from ..embedders import make_embedder
-    from ..pipeline import check_same_video
+    from ..pipeline import VideoSource, check_same_video
 
     who_from_args(args, prog="blurface review", plan=True)
     if not 0 <= args.port <= 65535:
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
     httpd = server.ReviewServer(None, args.port)
     session = None
     try:
-        info = media.probe(args.video)
+        source = VideoSource(args.video)
+        info = source.info  # the one probe of the input
         video = Path(args.video)
         out = Path(args.output) if args.output else media.default_output_path(video)
         check_reference_args(args)
@@ -102,10 +103,10 @@ def run(args: argparse.Namespace) -> int:
         people_dir = Path(args.people_dir) if args.people_dir else video.with_name(video.stem + ".people")
         bars = Bars(info.frame_count, enabled=not args.quiet)
         try:
-            plan = _decided_plan(args, bars)
+            plan = _decided_plan(args, bars, info)
             check_same_video(info, plan)
             session = server.ReviewSession(plan, video, save_path=save, output=out, people_dir=people_dir,
-                                           embedder=make_embedder(args.embedder), render_settings=settings, overwrite=args.overwrite)
+                                           embedder=make_embedder(args.embedder), render_settings=settings, overwrite=args.overwrite, source=source)
             session.prepare(progress=bars)
         finally:
             bars.close()
