@@ -6,8 +6,9 @@ tracks, follows new faces backwards through a bounded buffer of recent frames, e
 a few good crops per track, splits a track where its crops disagree
 (:mod:`blurface.identity`) and decides each part's identity from all its evidence.
 
-The :class:`Analyser` is one cohesive thing (the frame loop and the state it keeps
-between frames), which is why this module is longer than the others.
+What it is asked (whom, settings, presets) is in :mod:`blurface.settings`; the crops a
+track keeps, in :mod:`blurface.crops`. The :class:`Analyser` is one cohesive thing: the
+frame loop and the state it keeps between frames.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ import math
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 
@@ -29,141 +29,18 @@ from .embedding import (
 )
 from .faces import FaceEngine, sharpness
 from .gallery import Gallery, embedder_tag
-from .embedders import DEFAULT_EMBEDDER, make_embedder
+from .embedders import make_embedder
 from .identity import split_track
 from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
 from .shots import SceneCutDetector
 from .track import FaceTracker, extend_track
-from .types import SOURCE_DETECTED, DecodedFrame, Faces, GalleryError, InputError, Mode, Progress, Track, VideoInfo
+from .crops import CropBuffer, crop_face, frontal
+from .settings import AnalysisSettings, Who, coarse_scale, detection_scale, preset
+from .types import SOURCE_DETECTED, DecodedFrame, Faces, GalleryError, Progress, Track, VideoInfo
 
 log = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Knobs of the analysis pass.
-
-    Attributes:
-        min_face: smallest face to find: a fraction of the frame height when < 1, else
-            pixels. Sets the scale of the whole-frame passes (never above full size):
-            lower finds smaller faces, at a cost that grows with 1/min_face squared.
-            Default 1/30: 24 px at 720p, 36 px at 1080p.
-        min_face_all: ``min_face`` when every face is masked (``--all``): no identity is
-            needed there, so the detection budget goes to smaller faces. Default 1/45:
-            16 px at 720p (the fine passes then run at full size).
-        full_every: frames between whole-frame passes. Lower finds a newly appearing face
-            sooner; the frames before it was found are recovered by following it backwards.
-        follow_every: frames between looks at followed faces (1 = every frame).
-        fine_every: one whole-frame pass in this many is at the scale ``min_face`` needs;
-            the others are at half that scale (a quarter of the pixels) and find faces of
-            twice ``min_face`` and more. A face smaller than that is found by the next
-            fine pass and followed backwards. 1 (the default with ``--target``/``--keep``):
-            every whole-frame pass is fine. Measured 2026-12-07 on an idle machine: 3 made
-            the 720p analysis 11% faster (53.8 against 48.4 fps), but a motion-blurred
-            bystander of held-out seed 105 was then found later, from fewer and worse crops,
-            and masked as unsure in 13 of 150 frames (0 with every pass fine).
-        fine_every_all: ``fine_every`` with ``--all``, where no identity is decided and the
-            passes for ``min_face_all`` are the costly ones. Default 3.
-        detect_threshold: detector score threshold; lower finds more (blurred, dim,
-            turned) faces and more false positives.
-        crops_per_track: face crops kept per track to decide its identity, spread over its
-            whole life (the best of each stretch) and all embedded: more finds a switch
-            to another face sooner and costs about 20 ms a crop (SFace).
-        max_gap_seconds: a lost track that reappears within this time is the same track,
-            and the frames between are masked at interpolated positions.
-        extend_seconds: mask this long before a track's first and after its last detection
-            (within its shot), for faces found late or lost early.
-        buffer_frames: recent frames kept to follow new faces backwards (0: the frames
-            between two fine passes and ``full_every`` more, capped at 256 MB of pixels).
-        threads: detector threads.
-        embed_process: embed face crops in a worker process (a second core while the main
-            thread decodes and detects); off, in the main thread.
-        embedder: who each face is: ``sface`` (default) or ``dlib`` (see :mod:`blurface.embedders`).
-    """
-
-    min_face: float = 1 / 30
-    min_face_all: float = 1 / 45
-    full_every: int = 8
-    follow_every: int = 2
-    fine_every: int = 1
-    fine_every_all: int = 3
-    detect_threshold: float = 0.3
-    crops_per_track: int = 10
-    max_gap_seconds: float = 1.0
-    extend_seconds: float = 0.2
-    buffer_frames: int = 0
-    threads: int = 2
-    embed_process: bool = True
-    embedder: str = DEFAULT_EMBEDDER
-
-
-PRESETS: dict[str, AnalysisSettings] = {
-    "fast": AnalysisSettings(min_face=1 / 20, min_face_all=1 / 20, full_every=12, follow_every=3, crops_per_track=6),
-    "balanced": AnalysisSettings(),
-    "thorough": AnalysisSettings(
-        min_face=1 / 45, full_every=3, follow_every=1, fine_every=1, fine_every_all=1, detect_threshold=0.2,
-        crops_per_track=16,
-    ),
-}
-
-def preset(name: str) -> AnalysisSettings:
-    """The analysis preset called ``name`` (``fast``, ``balanced``, ``thorough``).
-
-    Raises:
-        InputError: no such preset.
-    """
-    if name not in PRESETS:
-        raise InputError(f"unknown analysis preset {name!r}: use one of {', '.join(PRESETS)}")
-    return PRESETS[name]
-
-
-References = Sequence["str | os.PathLike[str]"] | Gallery
-
-
-@dataclass(frozen=True)
-class Who:
-    """Whom to mask: the ``targets``, everyone but ``keep``, or ``all`` faces. Exactly one.
-
-    ``people``: photos, folders or galleries of the targets (``mode="target"``) or of
-    the people to keep (``mode="keep"``); empty for ``mode="all"``.
-    """
-
-    mode: Mode
-    people: tuple[str | os.PathLike, ...] | Gallery = ()
-
-    @classmethod
-    def from_args(
-        cls,
-        targets: References | None = None,
-        keep: References | None = None,
-        all_faces: bool = False,
-        *,
-        names: tuple[str, str, str] = ("targets", "keep", "all_faces"),
-    ) -> Who:
-        """The one place that enforces "exactly one of": the CLI, batch and the library all call it.
-
-        ``names``: how the caller spells the three choices, for the message
-        (the CLI passes ``("--target", "--keep", "--all")``).
-
-        Raises:
-            InputError: none or several of them given.
-        """
-        chosen = [bool(targets), bool(keep), bool(all_faces)]
-        if sum(chosen) != 1:
-            raise InputError(f"give exactly one of {names[0]}, {names[1]} or {names[2]}")
-        if all_faces:
-            return cls("all")
-        people = targets if targets else keep
-        return cls("target" if targets else "keep", people if isinstance(people, Gallery) else tuple(people))
-
-    def plan_options(self) -> dict:
-        """``targets``/``keep``/``all_faces`` as :func:`~blurface.analysis.make_plan` takes them."""
-        people = self.people if isinstance(self.people, Gallery) else list(self.people)
-        return {"targets": people if self.mode == "target" else None,
-                "keep": people if self.mode == "keep" else None,
-                "all_faces": self.mode == "all"}
 
 
 # Side, in detector pixels, at which a region around a followed face is searched: the
@@ -174,111 +51,6 @@ _REGION_CONTEXT = 2.5
 _BUFFER_BYTES = 256 * 1024 * 1024
 # Following a face backwards stops after this many frames without finding it.
 _BACKWARD_MISSES = 2
-
-
-def min_face_px(settings: AnalysisSettings, frame_height: int, mode: Mode = "target") -> float:
-    """The smallest face ``settings`` look for in a frame ``frame_height`` high, masking ``mode``."""
-    m = settings.min_face_all if mode == "all" else settings.min_face
-    return m * frame_height if m < 1 else float(m)
-
-
-def detection_scale(
-    settings: AnalysisSettings, detector_min_px: float, width: int, height: int, mode: Mode = "target"
-) -> float:
-    """Scale of the whole-frame passes: the smallest wanted face at the detector's smallest findable size.
-
-    Never above full size (upscaling invents no detail; faces under the detector's
-    minimum at full size are not promised), and never below a 64 px frame, except
-    that a tiny frame is upscaled to at most 512 px on its long side: a 32768x2
-    frame brought to 64 px high would be a 1 M x 64 px (6 GB) picture.
-    """
-    scale = detector_min_px / max(1.0, min_face_px(settings, height, mode))
-    return max(min(scale, 1.0), _scale_floor(width, height))
-
-
-def coarse_scale(fine: float, width: int, height: int) -> float:
-    """Scale of the coarse whole-frame passes: half the fine one (faces twice as large), same floor."""
-    return max(fine / 2, _scale_floor(width, height))
-
-
-def _scale_floor(width: int, height: int) -> float:
-    return min(64 / max(1, min(width, height)), max(1.0, 512 / max(1, width, height)))
-
-
-class _CropBuffer:
-    """A live track's face crops spread over its whole life: the best crop of each stretch of it.
-
-    The track's frames are cut into slots of ``min_separation`` frames; each slot keeps
-    its best crop. When there would be more than ``size`` slots, each two neighbours
-    are merged (the better crop kept) and the slots double in length. So a 300-frame
-    track is judged from crops across all 300 frames, never from its best few in one
-    place: a track that slid onto another face was once decided from 6 crops taken in
-    its last 12 frames, all of the other face. Bounded: at most ``size`` crops, each a
-    face plus margin, so memory does not grow with the track's length.
-    """
-
-    def __init__(self, size: int, min_separation: int = 3) -> None:
-        self.size = max(1, size)
-        self.slot = max(1, min_separation)
-        # slot -> (quality, frame, crop, box in crop, landmarks in crop or NaN)
-        self.items: dict[int, tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = {}
-
-    @staticmethod
-    def _better(a: tuple, b: tuple | None) -> bool:
-        # Frame as tie-break: the same crops win whatever order they arrived in.
-        return b is None or (a[0], -a[1]) > (b[0], -b[1])
-
-    def wants(self, quality: float, frame: int) -> bool:
-        return self._better((quality, frame), self.items.get(frame // self.slot))
-
-    def add(self, quality: float, frame: int, crop: np.ndarray, box: np.ndarray, marks: np.ndarray) -> None:
-        item = (quality, frame, crop, box, marks)
-        if self._better(item, self.items.get(frame // self.slot)):
-            self.items[frame // self.slot] = item
-        while len(self.items) > self.size:
-            self.slot *= 2
-            merged: dict[int, tuple[float, int, np.ndarray, np.ndarray, np.ndarray]] = {}
-            for it in self.items.values():
-                if self._better(it, merged.get(it[1] // self.slot)):
-                    merged[it[1] // self.slot] = it
-            self.items = merged
-
-    def in_order(self) -> list[tuple[float, int, np.ndarray, np.ndarray, np.ndarray]]:
-        """The kept crops in frame order."""
-        return sorted(self.items.values(), key=lambda it: it[1])
-
-    @property
-    def face_px(self) -> float:
-        """Width of the largest face kept, in full-frame pixels (0 when none)."""
-        return max((float(it[3][2] - it[3][0]) for it in self.items.values()), default=0.0)
-
-
-def _crop(image: np.ndarray, box: np.ndarray, marks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Face plus half its size of margin (alignment looks outside the box), the box and landmarks in it.
-
-    Landmarks are ``(5, 2)`` in the crop's pixels, NaN when the detector gave none.
-    """
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = box
-    mx, my = (x2 - x1) * 0.5, (y2 - y1) * 0.5
-    cx1, cy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
-    cx2, cy2 = min(w, int(math.ceil(x2 + mx))), min(h, int(math.ceil(y2 + my)))
-    crop = np.ascontiguousarray(image[cy1:cy2, cx1:cx2])
-    in_crop = (np.full((5, 2), np.nan, np.float32) if marks is None
-               else (np.asarray(marks, np.float32).reshape(5, 2) - np.array([cx1, cy1], np.float32)))
-    return crop, np.array([x1 - cx1, y1 - cy1, x2 - cx1, y2 - cy1], np.float32), in_crop
-
-
-def _frontal(landmarks: np.ndarray | None) -> float:
-    """1 for a face looking at the camera, towards 0 as it turns (nose off the eyes' midline)."""
-    if landmarks is None:
-        return 1.0
-    left, right, nose = landmarks[0], landmarks[1], landmarks[2]
-    eyes = float(np.hypot(*(right - left)))
-    if eyes < 1.0:
-        return 0.0
-    off = abs(float(nose[0] - (left[0] + right[0]) / 2)) / eyes
-    return 1.0 / (1.0 + 4.0 * off)
 
 
 def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> int:
@@ -361,7 +133,7 @@ class Analyser:
         self.regions_searched = 0
         self.backward_frames = 0
         self.seconds_detecting = 0.0
-        self._buffers: dict[int, _CropBuffer] = {}
+        self._buffers: dict[int, CropBuffer] = {}
         # (track, embedding job or result, the job for an in-process retry, largest face)
         self._decisions: deque[tuple[Track, Future | None, EmbedJob | None, float]] = deque()
         self._executor = embed_executor
@@ -511,7 +283,7 @@ class Analyser:
             self.embeddings_computed += len(rows)
             # Crops, not the frame: they can go to the worker, and the embedder converts
             # only them to RGB (the same descriptors: the crop holds all the landmark model sees).
-            cut = [_crop(image, faces.xyxy[r], None if faces.landmarks is None else faces.landmarks[r]) for r in rows]
+            cut = [crop_face(image, faces.xyxy[r], None if faces.landmarks is None else faces.landmarks[r]) for r in rows]
             return embed_now([c for c, _, _ in cut], np.array([b for _, b, _ in cut], np.float32).reshape(-1, 4),
                              np.array([m for _, _, m in cut], np.float32).reshape(-1, 5, 2),
                              self.engine.embedder, self._executor)
@@ -529,19 +301,19 @@ class Analyser:
         if self.decision.mode == "all":
             return
         for row in range(len(faces)):
-            self._keep_crop(image, i, faces[row])
+            self._keepcrop_face(image, i, faces[row])
 
-    def _keep_crop(self, image: np.ndarray, index: int, face: Faces) -> None:
+    def _keepcrop_face(self, image: np.ndarray, index: int, face: Faces) -> None:
         box = face.xyxy[0]
         tid = int(face.track_id[0])
-        buf = self._buffers.setdefault(tid, _CropBuffer(self.settings.crops_per_track))
+        buf = self._buffers.setdefault(tid, CropBuffer(self.settings.crops_per_track))
         width = float(box[2] - box[0])
         # Bigger, sharper, surer and more frontal faces give better embeddings.
         detail = sharpness(image, box)
         marks = None if face.landmarks is None else face.landmarks[0]
-        quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (0.5 + float(face.score[0])) * _frontal(marks)
+        quality = min(width, 200.0) * math.sqrt(1.0 + detail) * (0.5 + float(face.score[0])) * frontal(marks)
         if buf.wants(quality, index):
-            buf.add(quality, index, *_crop(image, box, marks))
+            buf.add(quality, index, *crop_face(image, box, marks))
 
     def _follow_back(self, born: Faces, tracker: FaceTracker, recent: deque[DecodedFrame]) -> None:
         """Follow faces first seen now back through the buffered frames, while the detector finds them.
@@ -572,7 +344,7 @@ class Analyser:
                     found[t][1].append(seen.xyxy[row])
                     active[t] = (seen.xyxy[row].copy(), 0)
                     if self.decision.mode != "all":
-                        self._keep_crop(image, past.index, _with_track(seen[row], t))
+                        self._keepcrop_face(image, past.index, _with_track(seen[row], t))
                 elif misses + 1 >= _BACKWARD_MISSES:
                     del active[t]
                 else:

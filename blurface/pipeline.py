@@ -21,7 +21,8 @@ import numpy as np
 
 from . import media
 from .faces import FaceEngine
-from .analysis import PRESETS, AnalysisSettings, References, Who, analyse, make_plan, preset
+from .analysis import analyse, make_plan
+from .settings import PRESETS, AnalysisSettings, References, Who, preset
 from .plan import Plan
 from .rendering import RenderSettings, check_same_video, render
 from .types import InputError, Progress, Result, VideoInfo

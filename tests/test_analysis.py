@@ -15,7 +15,8 @@ from skimage import data
 
 from blurface import evaluate
 from blurface.gallery import Gallery
-from blurface.analysis import AnalysisSettings, analyse, default_engine
+from blurface.analysis import analyse, default_engine
+from blurface.settings import AnalysisSettings
 from blurface.rendering import render
 from blurface.plan import DecisionSettings
 from blurface.types import SOURCE_DETECTED

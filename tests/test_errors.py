@@ -1024,7 +1024,7 @@ def test_tall_and_wide_real_frame_sizes_are_accepted(width, height, tmp_path):
 
 
 def test_detection_never_upscales_a_tiny_frame_past_512_px():
-    from blurface.analysis import PRESETS, detection_scale
+    from blurface.settings import PRESETS, detection_scale
 
     for width, height in [(32768, 2), (16, 2), (2, 2), (640, 360)]:
         scale = detection_scale(PRESETS["balanced"], 10.0, width, height)

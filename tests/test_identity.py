@@ -12,7 +12,7 @@ from blurface.embedders import SFace
 from blurface.evaluate import score
 from blurface.gallery import Gallery, Person
 from blurface.identity import parts, split_track
-from blurface.analysis import _CropBuffer
+from blurface.crops import CropBuffer
 from blurface.plan import Plan
 from blurface.track import box_at
 from blurface.types import SOURCE_DETECTED, Track
@@ -68,7 +68,7 @@ def test_split_track_gives_each_person_a_part_and_the_unseen_switch_its_own() ->
 def test_crops_are_spread_over_the_whole_life_of_a_track() -> None:
     # The face gets sharper towards the end (as when a track slides onto a nearer face):
     # the old buffer kept only the best crops, all from the last frames.
-    buf = _CropBuffer(10)
+    buf = CropBuffer(10)
     crop, box, marks = np.zeros((4, 4, 3), np.uint8), np.zeros(4, np.float32), np.zeros((5, 2), np.float32)
     for f in range(200, 500):
         quality = float(f)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from blurface.analysis import AnalysisSettings, _frames_to_leave, detection_scale
+from blurface.analysis import _frames_to_leave
+from blurface.settings import AnalysisSettings, detection_scale
 from blurface.types import SOURCE_DETECTED, SOURCE_INTERPOLATED, Track
 
 
