@@ -1,7 +1,7 @@
 """Mutation check: do the fast tests notice when the decision, tracking or gallery code is wrong?
 
 Each mutant changes one operator or constant in ``blurface/gallery.py``, ``embedding.py``
-(the median over a person's photos lives there), ``track.py`` or ``plan.py`` (``<`` to ``<=``, ``+`` to ``-``, ``and`` to ``or``, ``np.median`` to ``np.min``,
+(the median over a person's photos lives there), ``track.py``, ``decisions.py`` or ``plan.py`` (``<`` to ``<=``, ``+`` to ``-``, ``and`` to ``or``, ``np.median`` to ``np.min``,
 ``min`` to ``max``, ``True`` to ``False``, a number ``n`` to ``n + 1`` ...), in a copy
 of the repository made from ``git HEAD`` plus the working tree, so your checkout is
 never touched. The tests run in stages, cheapest first: a mutant that the unit tests
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-MODULES = ("blurface/gallery.py", "blurface/embedding.py", "blurface/track.py", "blurface/plan.py")
+MODULES = ("blurface/gallery.py", "blurface/embedding.py", "blurface/track.py", "blurface/decisions.py", "blurface/plan.py")
 # Cheapest first. Each stage is one pytest run; the first that fails kills the mutant.
 STAGES = (
     ["tests/test_plan.py", "tests/test_track.py", "tests/test_properties.py", "tests/test_decision.py",

@@ -31,7 +31,8 @@ from .faces import FaceEngine, sharpness
 from .gallery import Gallery, embedder_tag
 from .embedders import make_embedder
 from .identity import split_track
-from .plan import DecisionSettings, Plan, decide, exclude_simultaneous
+from .plan import Plan
+from .decisions import DecisionSettings, decide, exclude_simultaneous
 from .schedule import DetectionSchedule, Step
 from .shots import SceneCutDetector
 from .track import FaceTracker, extend_track

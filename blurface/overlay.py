@@ -12,7 +12,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .plan import Plan, who
+from .plan import Plan
+
+from .decisions import who
 from .types import SOURCE_DETECTED, Track
 
 # Outline colours (BGR), one per kind of decision. Saturated primaries survive x264's

@@ -27,7 +27,8 @@ from .embedding import Embeds
 from .boxes import iou_matrix
 from .files import write_atomically
 from .gallery import Gallery, Person, embedder_tag
-from .plan import DEFAULT_TOLERANCE, Plan
+from .plan import Plan
+from .decisions import DEFAULT_TOLERANCE
 from .types import EMBEDDING_DIM, SOURCE_DETECTED, GalleryError, OutputError, Track, VideoInfo
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 # Crops embedded per track that has none (a loaded plan, or --all, keeps no embeddings):
 # about 20 ms each (SFace); three spread over the track's life outvote one bad frame.
 CROPS_PER_TRACK = 3
-# Narrower faces give descriptors too noisy to group on (plan.DEFAULT_MIN_IDENTIFY_PX says why).
+# Narrower faces give descriptors too noisy to group on (decisions.DEFAULT_MIN_IDENTIFY_PX says why).
 MIN_GROUP_FACE_PX = 24.0
 
 
@@ -103,7 +104,7 @@ def _together(a: Track, b: Track) -> bool:
     """On screen on a common frame at two places: two people.
 
     Boxes that overlap there are one face found twice (a track followed backwards into
-    frames another track of it covered), as in :func:`blurface.plan.exclude_simultaneous`.
+    frames another track of it covered), as in :func:`blurface.decisions.exclude_simultaneous`.
     """
     if a.last < b.first or b.last < a.first:
         return False

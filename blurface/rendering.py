@@ -16,7 +16,8 @@ import numpy as np
 from . import media, metadata
 from .boxes import halfway_boxes
 from .mask import DEFAULT_PAD, EFFECTS, Masker
-from .plan import Plan, decision_counts
+from .plan import Plan
+from .decisions import decision_counts
 from .types import InputError, Progress, Result, VideoInfo
 
 log = logging.getLogger(__name__)

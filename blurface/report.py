@@ -21,7 +21,8 @@ import numpy as np
 from .version import __version__
 from .files import write_atomically
 from .faces import model_files
-from .plan import Plan, who
+from .plan import Plan
+from .decisions import who
 from .types import OutputError, ProcessingError, Track
 
 REPORT_FORMAT = "blurface-report"

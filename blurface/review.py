@@ -24,7 +24,8 @@ from .files import make_temp_dir, write_atomically
 from .mask import Masker, Solid
 from .analysis import make_plan
 from .rendering import RenderSettings, check_same_video
-from .plan import Plan, decision_counts
+from .plan import Plan
+from .decisions import decision_counts
 from .types import InputError, OutputError, Progress, Result, Track, VideoInfo
 
 log = logging.getLogger(__name__)

@@ -23,7 +23,8 @@ from .embedding import Embeds
 from .files import make_temp_dir
 from .follow import add_manual_track
 from .pipeline import RenderSettings, VideoSource
-from .plan import Plan, who
+from .plan import Plan
+from .decisions import who
 from .types import BlurfaceError, InputError, Interrupted, OutputError
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class ReviewSession:
             tracks = [
                 {
                     "id": t.id, "first": t.first, "last": t.last, "identity": t.identity, "distance": t.distance,
-                    # What to call the face: only a matched face is named (plan.who).
+                    # What to call the face: only a matched face is named (decisions.who).
                     "label": who(t)[0], "detail": who(t)[1],
                     "decision": t.decision, "masked": t.masked, "reason": t.reason,
                     "category": overlay.category(t), "person": person.get(t.id),

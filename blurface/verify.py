@@ -36,7 +36,7 @@ from .detectors import make_detector
 from .faces import FaceEngine, sharpness
 from .files import write_atomically
 from .gallery import Gallery
-from .plan import DEFAULT_TOLERANCE, DEFAULT_UNSURE_MARGIN
+from .decisions import DEFAULT_TOLERANCE, DEFAULT_UNSURE_MARGIN
 from .types import Faces, InputError
 
 log = logging.getLogger(__name__)

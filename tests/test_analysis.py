@@ -18,7 +18,7 @@ from blurface.gallery import Gallery
 from blurface.analysis import analyse, default_engine
 from blurface.settings import AnalysisSettings
 from blurface.rendering import render
-from blurface.plan import DecisionSettings
+from blurface.decisions import DecisionSettings
 from blurface.types import SOURCE_DETECTED
 
 # The astronaut's head in data.astronaut() pixels, and her face inside that crop.

@@ -16,7 +16,7 @@ from people import astronaut_photo, hopper_photo
 
 from blurface.faces import FaceEngine
 from blurface.gallery import Gallery, Person, person_from_photos
-from blurface.plan import DEFAULT_TOLERANCE, DecisionSettings, decide, track_distance
+from blurface.decisions import DEFAULT_TOLERANCE, DecisionSettings, decide, track_distance
 from blurface.types import Track
 
 

@@ -28,7 +28,7 @@ from conftest import decoded_images, level_of, packet_bytes, video_pts_seconds
 from people import write_tone
 from skimage import data
 
-from blurface.plan import DEFAULT_TOLERANCE
+from blurface.decisions import DEFAULT_TOLERANCE
 from blurface import evaluate, media
 from blurface.cli import main
 from blurface.gallery import Gallery

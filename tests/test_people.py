@@ -47,7 +47,8 @@ from blurface import evaluate
 from blurface.cli import main
 from blurface.gallery import Gallery, Person
 from blurface.pipeline import analyse, render
-from blurface.plan import DEFAULT_TOLERANCE, DEFAULT_UNSURE_MARGIN, DecisionSettings, Plan, decide, exclude_simultaneous, track_distance
+from blurface.plan import Plan
+from blurface.decisions import DEFAULT_TOLERANCE, DEFAULT_UNSURE_MARGIN, DecisionSettings, decide, exclude_simultaneous, track_distance
 
 
 def run(*argv: object) -> int:

@@ -9,7 +9,9 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from blurface.plan import DecisionSettings, Plan, decide, track_distance
+from blurface.plan import Plan
+
+from blurface.decisions import DecisionSettings, decide, track_distance
 from blurface.types import SOURCE_DETECTED, SOURCE_INTERPOLATED, InputError, Track, VideoInfo
 
 
@@ -171,7 +173,7 @@ def test_unsure_track_beside_a_confident_match_is_someone_else() -> None:
     decide(unsure, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
     decide(later, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
     assert [t.decision for t in (sure, unsure, later)] == ["target", "unsure", "unsure"]
-    from blurface.plan import exclude_simultaneous
+    from blurface.decisions import exclude_simultaneous
 
     assert exclude_simultaneous([sure, unsure, later], settings) == 1
     assert (unsure.decision, unsure.masked) == ("other", False) and "same time" in unsure.reason
@@ -185,7 +187,7 @@ def test_unsure_track_on_the_same_face_as_a_confident_match_stays_masked() -> No
     sure, twin = make_track(1, 0, 30), make_track(2, 10, 30)
     decide(sure, np.array([[0.4], [0.45], [0.5]]), ["alice"], settings)
     decide(twin, np.array([[0.63], [0.65], [0.66]]), ["alice"], settings)
-    from blurface.plan import exclude_simultaneous
+    from blurface.decisions import exclude_simultaneous
 
     assert exclude_simultaneous([sure, twin], settings) == 0
     assert twin.masked and twin.decision == "unsure"

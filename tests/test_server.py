@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blurface.plan import DEFAULT_TOLERANCE
+from blurface.decisions import DEFAULT_TOLERANCE
 from blurface import media
 from blurface.boxes import iou_matrix
 from blurface.evaluate import box_is_masked, load_truth, score

@@ -22,7 +22,7 @@ class WorkSettings:
     Attributes:
         analysis: :class:`~blurface.pipeline.AnalysisSettings`; ``embed_process`` is off
             (worker processes are daemonic on Dask, and the batch already uses every core).
-        decision: :class:`~blurface.plan.DecisionSettings`.
+        decision: :class:`~blurface.decisions.DecisionSettings`.
         render: :class:`~blurface.pipeline.RenderSettings`.
         names: the gallery's people, in order.
         embeddings: ``(m_i, 128)`` float32 per person, same order as ``names``.
@@ -92,7 +92,7 @@ def prepare(
         GalleryError: an unusable reference photo or gallery.
     """
     from ..pipeline import PRESETS, RenderSettings, Who
-    from ..plan import DecisionSettings
+    from ..decisions import DecisionSettings
 
     settings = PRESETS[analysis] if isinstance(analysis, str) else analysis
     mode = Who.from_args(targets, keep, all_faces).mode
