@@ -72,8 +72,11 @@ DETAIL_CHANGE = 1.6
 # Measured on the hamilton baseline output (SFace): 0.10 more re-embedded 129 of 298 faces,
 # bystanders at 1.23-1.33 from Lin's photo, and found no other frame.
 WATCH_MARGIN = 0.0
-# Faces in consecutive frames are the same face when their boxes overlap this much.
+# Faces in consecutive frames are the same face when their boxes overlap this much,
 LINK_IOU = 0.3
+# ...also across this many frames where it was not found (the sensitive detector's faces come
+# and go; each return was a new face, embedded at once: hamilton, clean check: 253 -> 243 embeddings).
+LINK_GAP = 4
 # Whole-frame passes at full size every this many frames, after each cut and on the last frame
 # of each shot; in between, a coarse whole-frame pass COARSE_HEIGHT px high (for faces of 1/9
 # of the frame height and more) and regions (REGION_CONTEXT times a followed face, seen at
@@ -181,6 +184,7 @@ class _Track:
     embedded_box: np.ndarray | None = None
     embedded_detail: float = 0.0
     distance: float = math.inf
+    seen: int = -1  # the last frame it was found on
 
 
 class _Sampler:
@@ -192,10 +196,17 @@ class _Sampler:
 
     def __init__(self, *, watch: float, every: int = EMBED_EVERY, masked_detail: float = MASKED_DETAIL) -> None:
         self.watch, self.every, self.masked_detail = watch, every, masked_detail
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every face (a cut: a face of the shot before is not this one)."""
+        # ``tracks``: one per face of the last update, in its row order; ``lost``: faces not
+        # found since, for up to LINK_GAP frames.
         self.tracks: list[_Track] = []
+        self.lost: list[_Track] = []
 
     def update(self, faces: Faces, details: np.ndarray, frame: int) -> np.ndarray:
-        previous = self.tracks
+        previous = self.tracks + [t for t in self.lost if frame - t.seen <= LINK_GAP]
         linked: list[_Track | None] = [None] * len(faces)
         if previous and len(faces):
             iou = boxes.iou_matrix(faces.xyxy, np.stack([t.box for t in previous]))
@@ -224,8 +235,9 @@ class _Sampler:
                     or float(boxes.iou_matrix(box, track.embedded_box)[0, 0]) < MOVED_IOU
                     or not (1 / DETAIL_CHANGE <= d / max(track.embedded_detail, 1e-9) <= DETAIL_CHANGE)
                 )
-            track.box, track.detail, track.masked = box, d, masked
+            track.box, track.detail, track.masked, track.seen = box, d, masked, frame
             current.append(track)
+        self.lost = [t for t in previous if all(t is not c for c in current) and frame - t.seen < LINK_GAP]
         self.tracks = current
         return want
 
@@ -294,14 +306,15 @@ class _Finder:
         _, predicted = self.tracker.live(index)
         step = self.schedule.step(index, cut=cut or index == 0, predicted=predicted)
         if step.coarse:
-            found = [self.detector.detect(image, scale=self.coarse)]
+            coarse = self.detector.detect(image, scale=self.coarse)
             self.coarse_passes += 1
+            faces = Faces.empty()
             if step.regions:
-                found.append(self.detector.detect_regions(image, step.regions, size=REGION_PX))
+                faces = self.detector.detect_regions(image, step.regions, size=REGION_PX)
                 self.region_passes += 1
-            faces = Faces.concat(found)
-            if len(found) > 1 and len(faces) > 1:
-                faces = faces[boxes.nms(faces.xyxy, faces.score, 0.4)]
+            # A followed face keeps its region's box (seen larger, so steadier than the coarse
+            # pass' box: a box that jumps between the two is "moved" and embedded again).
+            faces = Faces.concat([faces, coarse[[not _same_face(b, faces.xyxy) for b in coarse.xyxy]]])
         else:
             faces = self.detector.detect(image, scale=1.0)
             self.full_passes += 1
@@ -416,7 +429,7 @@ def verify(
     def check(seen: _Seen) -> bool:
         """Compare the faces of one frame (frames in order); True when the check may stop."""
         if seen.cut:
-            sampler.tracks = []  # a face of the shot before is not this one: compare afresh
+            sampler.reset()  # a face of the shot before is not this one: compare afresh
         faces, image = seen.faces, seen.image
         report.frames += 1
         if progress:
