@@ -75,7 +75,8 @@ def bench(clip: Path, target: Path, full_every: int | None = None) -> None:
         verdict = "CLEAN" if not report.matches else f"found in {report.frames_with_matches} frame(s)"
         print(f"  {label:22} {fps:7.1f} {fps / rate:10.2f} {1000 * cpu / report.frames:8.1f} {report.frames:7d} "
               f"{report.faces_detected:6d} {report.faces_masked:6d} {report.faces_checked:8d} "
-              f"{report.whole_frame_passes:5d} {report.coarse_passes:6d} {det.seconds:8.1f} {emb.seconds:8.1f}  {verdict}")
+              f"{report.whole_frame_passes:5d} {report.coarse_passes:6d} {det.seconds:8.1f} {emb.seconds:8.1f}"
+              f"  {verdict}")
 
 
 def main() -> int:

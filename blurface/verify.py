@@ -16,7 +16,8 @@ What it does not embed, and why (each measured, see the constants):
   no identity left to find; its crop, shrunk to 32 px, has almost no edges. Such a
   face is never compared. A pixelated face has edges and is compared.
 - **The same face again.** Faces are linked frame to frame by box overlap (cheap,
-  no embeddings; across up to :data:`LINK_GAP` frames where one was not found); a linked face is embedded again only every
+  no embeddings; across up to :data:`LINK_GAP` frames where one was not found); a
+  linked face is embedded again only every
   :data:`EMBED_EVERY` frames, or at once when it moved, grew or shrank, or its
   detail changed (a mask that comes off: a per-frame leak), and on every frame
   while its last embedding was within the unsure band of a person.
@@ -389,7 +390,8 @@ class _Finder:
         self.backward_frames += len(searched)
 
     def refine(self, image: np.ndarray, faces: Faces) -> Faces:
-        """``faces`` looked for again, each in a region :data:`REFINE_CONTEXT` times its size, seen at up to :data:`REFINE_PX`.
+        """``faces`` looked for again, each in a region :data:`REFINE_CONTEXT` times its size,
+        seen at its own size up to :data:`REFINE_PX`.
 
         A face found by a region or the coarse pass was seen at about 50 px: its box and
         landmarks are rough, and so is its embedding (synthetic 720p clip, blurface's

@@ -20,7 +20,7 @@ from conftest import decoded_images
 from people import Head, hopper_photo, package_heads, paste_head
 from test_e2e import FaceClip, make_face_clip, masked_per_frame, write_photo
 
-from blurface import evaluate, verify as verify_module
+from blurface import boxes, evaluate, verify as verify_module
 from blurface.cli import main
 from blurface.detectors import CenterFace
 from blurface.embedders import Dlib
@@ -299,7 +299,10 @@ def test_verify_embeds_a_followed_stranger_once_per_embed_every(photo: Path, wor
 
 def _write_heads(path: Path, width: int, height: int, frames: int,
                  who: list[tuple[Head, float, float, float, range]]) -> dict[str, list[np.ndarray | None]]:
-    """Write a clip on a plain background with each ``(head, cx, cy, face px, frames shown)``; returns its face boxes."""
+    """Write a clip on a plain background with each ``(head, cx, cy, face px, frames shown)``.
+
+    Returns each head's face box per frame (``None`` where it is not shown).
+    """
     shown: dict[str, list[np.ndarray | None]] = {h.name: [None] * frames for h, *_ in who}
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=30)
@@ -343,7 +346,8 @@ def test_verify_finds_a_target_seen_only_between_two_full_size_passes(photo: Pat
     assert {h.frame for h in every.matches} == {10, 11, 12, 13}
 
 
-@pytest.mark.parametrize("when", [range(11, 21), range(18, 24)], ids=["seen-by-the-next-pass", "seen-by-the-last-frame"])
+@pytest.mark.parametrize("when", [range(11, 21), range(18, 24)],
+                         ids=["seen-by-the-next-pass", "seen-by-the-last-frame"])
 def test_a_face_too_small_for_the_coarse_pass_is_followed_back_from_the_full_size_one(work: Path, when: range) -> None:
     """A 22 px face (11 px at the coarse scale: unseen there) that comes into view between two full-size passes.
 
@@ -363,8 +367,33 @@ def test_a_face_too_small_for_the_coarse_pass_is_followed_back_from_the_full_siz
     seen += finder.close()
     assert [s.index for s in seen] == list(range(frames))
     assert [s.index for s in seen if s.full] == [0, 8, 16, 23]
-    found = [i for i, s in enumerate(seen) if shown[i] is not None and any(overlaps(b, shown[i]) > 0.5 for b in s.faces.xyxy)]
+    found = [i for i, s in enumerate(seen)
+             if shown[i] is not None and any(overlaps(b, shown[i]) > 0.5 for b in s.faces.xyxy)]
     assert found == list(when), found
     # Found back from the full-size pass that saw it first (on most of those frames: the coarse
     # pass may catch it once at 11 px), to the frame it appeared on.
     assert 3 <= finder.backward_frames <= (16 if when.start < 16 else 23) - when.start
+
+
+def test_a_face_found_small_is_looked_at_again_at_its_own_size_before_it_is_compared() -> None:
+    """A 200 px face found in its region (seen at ~50 px) has rough landmarks.
+
+    ``refine()`` brings them near the full-size pass' landmarks.
+    """
+    image = np.full((360, 640, 3), 118, np.float32)
+    paste_head(image, package_heads()["astronaut"], 320, 180, 200)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    detector = CenterFace(threshold=verify_module.SENSITIVE_THRESHOLD)
+    finder = verify_module._Finder(detector, 640, 360, full_every=verify_module.FULL_EVERY)
+    full = detector.detect(image)
+    assert len(full) == 1
+    rough = detector.detect_regions(image, [boxes.window(full.xyxy[0], verify_module.REGION_CONTEXT, 640, 360)],
+                                    size=verify_module.REGION_PX)
+    refined = finder.refine(image, rough)
+    assert len(refined) == 1 and finder.refined == 1
+    rough_error = float(np.abs(rough.landmarks - full.landmarks).mean())
+    refined_error = float(np.abs(refined.landmarks - full.landmarks).mean())
+    assert refined_error < 0.7 * rough_error, (rough_error, refined_error)
+    # A face it cannot find again keeps its row.
+    blank = np.full_like(image, 118)
+    assert np.array_equal(finder.refine(blank, rough).xyxy, rough.xyxy)
