@@ -302,7 +302,7 @@ class _Finder:
         # schedule's fine pass), else at the coarse scale with the regions of the followed faces.
         self.coarse = min(0.5, COARSE_HEIGHT / max(1, height))
         self.schedule = DetectionSchedule(
-            width, height, full_every=1, fine_every=full_every if self.coarse < 1 else 1, follow_every=1,
+            width, height, full_every=1, fine_every=full_every, follow_every=1,
             context=REGION_CONTEXT, region_px=REGION_PX, full_pixels=float(width * height),
         )
         # A face the regions lose is still looked for where it was heading until the next pass.
@@ -340,13 +340,11 @@ class _Finder:
             self._follow_back(faces)
             done += self.window
             self.window = []
-            native = np.ones(len(faces), bool)
         elif self.window:
             # A face the coarse pass finds first (it came into view, or a mask came off) was
             # perhaps there before, smaller than the coarse pass sees: looked for backwards too.
             self._follow_back(faces[ids >= first_new])
-        if step.coarse:
-            native = np.zeros(len(faces), bool)
+        native = np.full(len(faces), not step.coarse)
         self.window.append(_Seen(index, time, image, faces, not step.coarse, cut, native))
         return done
 
