@@ -5,9 +5,12 @@
 
 Per clip, printed: fps and times real time of a plain decode (PyAV to BGR, what verify
 reads), of ``verify --all-frames`` (every frame: the cost of a clean file) and of
-``verify`` (stops at the first match); faces found, masked (not compared) and embedded;
-seconds in the detector and in the embedder. A file that contains the target stops
-early by design, so ``--all-frames`` is the row to compare between versions.
+``verify`` (stops at the first match); process CPU milliseconds a frame (all threads: on a
+machine shared with other work, steadier than wall time); faces found, masked (not compared)
+and embedded; whole-frame passes at full size and coarse; seconds in the detector and in
+the embedder. The load average is printed before each clip. A file that contains the target
+stops early by design, so ``--all-frames`` is the row to compare between versions.
+``--full-every 1`` searches every whole frame at full size (the check before 2026-12-08).
 """
 
 from __future__ import annotations
@@ -43,34 +46,37 @@ class _Timed:
         setattr(obj, method, timed)
 
 
-def bench(clip: Path, target: Path) -> None:
+def bench(clip: Path, target: Path, full_every: int | None = None) -> None:
     from blurface import media
     from blurface.detectors import make_detector
     from blurface.faces import FaceEngine
     from blurface.gallery import Gallery
-    from blurface.verify import SENSITIVE_THRESHOLD, verify
+    from blurface.verify import FULL_EVERY, SENSITIVE_THRESHOLD, verify
 
     info = media.probe(clip)
     started = time.perf_counter()
     frames = sum(1 for _ in media.iter_frames(info))
     plain = time.perf_counter() - started
     rate = float(info.fps)
+    every = full_every or FULL_EVERY
     print(f"\n{clip.name}: {info.width}x{info.height}, {frames} frames at {rate:.2f} fps, {info.duration:.1f} s; "
-          f"{os.cpu_count()} cores")
-    print(f"  {'method':22} {'fps':>7} {'x realtime':>10} {'frames':>7} {'found':>6} {'masked':>6} {'embedded':>8} "
-          f"{'detect s':>8} {'embed s':>8}")
-    print(f"  {'plain decode':22} {frames / plain:7.1f} {frames / plain / rate:10.2f} {frames:7d}")
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; full-size pass every {every} frame(s)")
+    print(f"  {'method':22} {'fps':>7} {'x realtime':>10} {'cpu ms/f':>8} {'frames':>7} {'found':>6} {'masked':>6} "
+          f"{'embedded':>8} {'full':>5} {'coarse':>6} {'detect s':>8} {'embed s':>8}")
+    print(f"  {'plain decode':22} {frames / plain:7.1f} {frames / plain / rate:10.2f} {'':>8} {frames:7d}")
     for label, all_frames in (("verify --all-frames", True), ("verify", False)):
         engine = FaceEngine(detector=make_detector(threshold=SENSITIVE_THRESHOLD))
         gallery = Gallery.from_paths([target], engine)
         det, emb = _Timed(engine.detector, "detect"), _Timed(engine.embedder, "embed")
-        started = time.perf_counter()
-        report = verify(clip, gallery, engine=engine, all_frames=all_frames)
-        seconds = time.perf_counter() - started
+        started, cpu = time.perf_counter(), time.process_time()
+        report = verify(clip, gallery, engine=engine, all_frames=all_frames, full_every=every)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         fps = report.frames / seconds
         verdict = "CLEAN" if not report.matches else f"found in {report.frames_with_matches} frame(s)"
-        print(f"  {label:22} {fps:7.1f} {fps / rate:10.2f} {report.frames:7d} {report.faces_detected:6d} "
-              f"{report.faces_masked:6d} {report.faces_checked:8d} {det.seconds:8.1f} {emb.seconds:8.1f}  {verdict}")
+        print(f"  {label:22} {fps:7.1f} {fps / rate:10.2f} {1000 * cpu / report.frames:8.1f} {report.frames:7d} "
+              f"{report.faces_detected:6d} {report.faces_masked:6d} {report.faces_checked:8d} "
+              f"{report.whole_frame_passes:5d} {report.coarse_passes:6d} {det.seconds:8.1f} {emb.seconds:8.1f}"
+              f"  {verdict}")
 
 
 def main() -> int:
@@ -78,6 +84,8 @@ def main() -> int:
     p.add_argument("--clip", action="append", default=[], help="a video to check (repeatable; pairs with --target)")
     p.add_argument("--target", action="append", default=[], help="target photo for each --clip")
     p.add_argument("--seconds", type=float, default=5.0, help="length of the generated 720p clip")
+    p.add_argument("--full-every", type=int, default=None,
+                   help="frames between full-size whole-frame passes (default: verify's own; 1: every frame)")
     args = p.parse_args()
     if len(args.clip) != len(args.target):
         p.error("give one --target per --clip")
@@ -92,7 +100,7 @@ def main() -> int:
             make_clip(synthetic, actors=load_cast(), width=1280, height=720, frames=int(30 * args.seconds))
             pairs.append((synthetic, SHARED / TARGET_REFERENCE))
         for clip, target in pairs:
-            bench(clip, target)
+            bench(clip, target, args.full_every)
     return 0
 
 

@@ -22,11 +22,17 @@ same plan.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from . import boxes
+from .types import Faces
+
+if TYPE_CHECKING:
+    from .detectors import Detector
 
 
 @dataclass(frozen=True)
@@ -135,3 +141,85 @@ class DetectionSchedule:
     def _full(self, index: int) -> Step:
         self._last_full = self._last_follow = self._last_fine = index
         return Step(full=True)
+
+
+def continues(box: np.ndarray, found: np.ndarray) -> int | None:
+    """Row of ``found`` ``(m, 4)`` that continues ``box`` on the next or previous frame, or ``None``.
+
+    The tracker's own gate: the boxes overlap (IoU 0.15), or the centre is within one
+    face size and the size within a factor of two (a small fast face); the cheapest by
+    ``(1 - IoU) + centre distance / size`` wins.
+    """
+    found = np.asarray(found, np.float32).reshape(-1, 4)
+    if len(found) == 0:
+        return None
+    box = np.asarray(box, np.float32).reshape(4)
+    iou = boxes.iou_matrix(box[None], found)[0]
+    size = boxes.side(box[None])[0]
+    centre = (box[:2] + box[2:]) / 2
+    dist = np.linalg.norm((found[:, :2] + found[:, 2:]) / 2 - centre, axis=1) / size
+    sizes = boxes.side(found) / size
+    ok = (iou >= 0.15) | ((dist <= 1.0) & (sizes <= 2.0) & (sizes >= 0.5))
+    if not ok.any():
+        return None
+    return int(np.argmin(np.where(ok, (1.0 - iou) + dist, np.inf)))
+
+
+def follow_back(
+    detector: Detector,
+    frames: Sequence[tuple[int, np.ndarray]],
+    born: np.ndarray,
+    *,
+    context: float,
+    region_px: int,
+    max_misses: int = 2,
+    known: Callable[[int, np.ndarray], bool] | None = None,
+) -> list[list[tuple[int, Faces]]]:
+    """Follow faces found on a frame back through the frames before it, while the detector finds them.
+
+    A face found by a whole-frame pass was often there several frames earlier (it
+    appeared between two passes, or was too small, dim or turned for the last one).
+    Each is looked for in a region around where it was last found, frame by frame.
+
+    Args:
+        detector: searches the regions (its ``detect_regions``).
+        frames: ``(index, (H, W, 3) uint8 BGR image)`` of the frames before, newest first,
+            all of the same shot.
+        born: ``(n, 4)`` boxes of the faces to follow, on the frame after ``frames[0]``.
+        context, region_px: region side as a multiple of the face's side, and the size
+            it is seen at (see :class:`DetectionSchedule`).
+        max_misses: a face not found on this many frames in a row is no longer followed.
+        known: ``known(index, box)``: the face at ``box`` was already found on frame
+            ``index`` (by the caller's own passes); it is not followed further back.
+
+    Returns:
+        For each row of ``born``: ``(index, one-row Faces)`` for each frame it was found
+        on, newest first. Deterministic: rows are matched in order, a found face to one row.
+    """
+    active = {k: (np.asarray(b, np.float32).copy(), 0) for k, b in enumerate(np.asarray(born).reshape(-1, 4))}
+    found: list[list[tuple[int, Faces]]] = [[] for _ in active]
+    for index, image in frames:
+        if known is not None:
+            for k in [k for k, (box, _) in active.items() if known(index, box)]:
+                del active[k]
+        if not active:
+            break
+        order = sorted(active)
+        h, w = image.shape[:2]
+        regions = [boxes.window(active[k][0], context, w, h) for k in order]
+        seen = detector.detect_regions(image, regions, size=region_px)
+        taken: set[int] = set()
+        for k in order:
+            box, misses = active[k]
+            free = [r for r in range(len(seen)) if r not in taken]
+            pick = continues(box, seen.xyxy[free])
+            if pick is not None:
+                row = free[pick]
+                taken.add(row)
+                found[k].append((index, seen[row]))
+                active[k] = (seen.xyxy[row].copy(), 0)
+            elif misses + 1 >= max_misses:
+                del active[k]
+            else:
+                active[k] = (box, misses + 1)
+    return found

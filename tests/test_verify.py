@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 import pytest
 from conftest import decoded_images
-from people import hopper_photo
+from people import Head, hopper_photo, package_heads, paste_head
 from test_e2e import FaceClip, make_face_clip, masked_per_frame, write_photo
 
-from blurface import evaluate, verify as verify_module
+from blurface import boxes, evaluate, verify as verify_module
 from blurface.cli import main
 from blurface.detectors import CenterFace
 from blurface.embedders import Dlib
@@ -265,9 +265,17 @@ def test_verify_skips_masked_faces_and_finds_a_one_frame_leak(clip: FaceClip, ph
     report = run_verify(leaky, gallery, all_frames=True)
     assert {h.frame for h in report.matches} == {11}
     assert report.frames == len(clip.boxes)
-    # Every blurred face the detector still finds is skipped: only the leak is compared.
-    assert report.faces_masked == report.faces_detected - 1
-    assert report.faces_checked == 1
+    # Frame 11 lies between two full-size passes (8 and 16).
+    assert report.whole_frame_passes == 4
+    # The coarse pass also finds the blurred head on some frames, boxed lower than the face and
+    # across the mask's edge: compared, never a match. Fewer than one face a frame is compared.
+    assert report.faces_checked < report.frames
+    # Searched at full size on every frame: every blurred face the detector still finds is
+    # skipped, and only the leak is compared.
+    every = run_verify(leaky, gallery, all_frames=True, full_every=1)
+    assert {h.frame for h in every.matches} == {11}
+    assert every.faces_masked == every.faces_detected - 1
+    assert every.faces_checked == 1
     first = run_verify(leaky, gallery)
     assert first.frames == 12 and [h.frame for h in first.matches] == [11] and first.stopped_early
 
@@ -284,3 +292,108 @@ def test_verify_embeds_a_followed_stranger_once_per_embed_every(photo: Path, wor
     assert every.faces_detected == sampled.faces_detected >= len(slow.boxes)
     assert every.faces_checked == every.faces_detected
     assert sampled.faces_checked <= every.faces_checked // 3, (sampled.faces_checked, every.faces_checked)
+
+
+# --------------------------------------------------------------------------- between the full-size passes
+
+
+def _write_heads(path: Path, width: int, height: int, frames: int,
+                 who: list[tuple[Head, float, float, float, range]]) -> dict[str, list[np.ndarray | None]]:
+    """Write a clip on a plain background with each ``(head, cx, cy, face px, frames shown)``.
+
+    Returns each head's face box per frame (``None`` where it is not shown).
+    """
+    shown: dict[str, list[np.ndarray | None]] = {h.name: [None] * frames for h, *_ in who}
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=30)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for i in range(frames):
+            image = np.full((height, width, 3), 118, np.float32)
+            for head, cx, cy, px, when in who:
+                if i in when:
+                    shown[head.name][i], _ = paste_head(image, head, cx + i, cy, px)
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return shown
+
+
+def test_verify_finds_a_target_seen_only_between_two_full_size_passes(photo: Path, work: Path) -> None:
+    """The target shows on frames 10-13 only; the full-size passes run on 0, 8, 16 and the last frame (23).
+
+    A followed bystander keeps regions busy elsewhere: only the coarse whole-frame pass
+    between the full-size ones can find her.
+    """
+    heads = package_heads()
+    path = work / "between.mp4"
+    shown = _write_heads(path, 480, 270, 24, [(heads["hopper"], 90, 120, 64, range(24)),
+                                              (heads["astronaut"], 330, 130, 64, range(10, 14))])
+    gallery = Gallery.from_paths([photo], FaceEngine())
+    report = run_verify(path, gallery, all_frames=True)
+    assert report.frames == 24 and report.whole_frame_passes == 4, report
+    # Frames 1-7, 9-15 and 17-23 (the last frame: a coarse pass, then the full-size one that closes the file).
+    assert report.coarse_passes == 21
+    assert {h.frame for h in report.matches} == {10, 11, 12, 13}
+    for h in report.matches:
+        assert overlaps(h.box, shown["astronaut"][h.frame]) > 0.5, h
+    first = run_verify(path, gallery)
+    assert first.stopped_early and first.frames == 11 and {h.frame for h in first.matches} == {10}
+    # full_every=1 (a full-size pass on every frame, the old check) finds the same frames.
+    every = run_verify(path, gallery, all_frames=True, full_every=1)
+    assert every.whole_frame_passes == 24 and every.coarse_passes == 0
+    assert {h.frame for h in every.matches} == {10, 11, 12, 13}
+
+
+@pytest.mark.parametrize("when", [range(11, 21), range(18, 24)],
+                         ids=["seen-by-the-next-pass", "seen-by-the-last-frame"])
+def test_a_face_too_small_for_the_coarse_pass_is_followed_back_from_the_full_size_one(work: Path, when: range) -> None:
+    """A 22 px face (11 px at the coarse scale: unseen there) that comes into view between two full-size passes.
+
+    The next full-size pass (frame 16, or the last frame's, 23) finds it; it is followed
+    back to the frame it appeared on, and forward by regions.
+    """
+    heads = package_heads()
+    path = work / f"small_{when.start}.mp4"
+    width, height, frames = 640, 360, 24
+    shown = _write_heads(path, width, height, frames, [(heads["astronaut"], 400, 200, 22, when)])["astronaut"]
+    finder = verify_module._Finder(CenterFace(threshold=verify_module.SENSITIVE_THRESHOLD), width, height,
+                                   full_every=verify_module.FULL_EVERY)
+    assert finder.coarse == 0.5
+    seen = []
+    for i, image in enumerate(decoded_images(path)):
+        seen += finder.push(i, i / 30, image)
+    seen += finder.close()
+    assert [s.index for s in seen] == list(range(frames))
+    assert [s.index for s in seen if s.full] == [0, 8, 16, 23]
+    found = [i for i, s in enumerate(seen)
+             if shown[i] is not None and any(overlaps(b, shown[i]) > 0.5 for b in s.faces.xyxy)]
+    assert found == list(when), found
+    # Found back from the full-size pass that saw it first (on most of those frames: the coarse
+    # pass may catch it once at 11 px), to the frame it appeared on.
+    assert 3 <= finder.backward_frames <= (16 if when.start < 16 else 23) - when.start
+
+
+def test_a_face_found_small_is_looked_at_again_at_its_own_size_before_it_is_compared() -> None:
+    """A 200 px face found in its region (seen at ~50 px) has rough landmarks.
+
+    ``refine()`` brings them near the full-size pass' landmarks.
+    """
+    image = np.full((360, 640, 3), 118, np.float32)
+    paste_head(image, package_heads()["astronaut"], 320, 180, 200)
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    detector = CenterFace(threshold=verify_module.SENSITIVE_THRESHOLD)
+    finder = verify_module._Finder(detector, 640, 360, full_every=verify_module.FULL_EVERY)
+    full = detector.detect(image)
+    assert len(full) == 1
+    rough = detector.detect_regions(image, [boxes.window(full.xyxy[0], verify_module.REGION_CONTEXT, 640, 360)],
+                                    size=verify_module.REGION_PX)
+    refined = finder.refine(image, rough)
+    assert len(refined) == 1 and finder.refined == 1
+    rough_error = float(np.abs(rough.landmarks - full.landmarks).mean())
+    refined_error = float(np.abs(refined.landmarks - full.landmarks).mean())
+    assert refined_error < 0.7 * rough_error, (rough_error, refined_error)
+    # A face it cannot find again keeps its row.
+    blank = np.full_like(image, 118)
+    assert np.array_equal(finder.refine(blank, rough).xyxy, rough.xyxy)
