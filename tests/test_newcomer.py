@@ -290,3 +290,11 @@ def test_readme_shows_what_the_sample_gives(title: str, commands: list[str], sho
     # stdout and stderr are captured apart: their lines are compared in any order.
     assert sorted(_same_but_seconds(s) for s in printed) == sorted(_same_but_seconds(s) for s in shown), (
         f"README shows {shown}; the commands print {printed}")
+
+
+def test_the_readme_is_one_screenful_per_topic_and_its_links_resolve() -> None:
+    """Under 250 lines (issue #23: it was 789), and every docs/ page it sends a reader to exists."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert len(readme.splitlines()) < 250
+    links = re.findall(r"\]\((docs/[^)#]+)", readme)
+    assert links and all((REPO / link).is_file() for link in links), [l for l in links if not (REPO / l).is_file()]
