@@ -33,7 +33,7 @@ from .embedders import make_embedder
 from .identity import split_track
 from .plan import Plan
 from .decisions import DecisionSettings, decide, exclude_simultaneous
-from .schedule import DetectionSchedule, Step
+from .schedule import DetectionSchedule, Step, continues
 from .shots import SceneCutDetector
 from .track import FaceTracker, extend_track
 from .crops import CropBuffer, crop_face, frontal
@@ -81,21 +81,6 @@ def _frames_to_leave(track: Track, width: int, height: int, *, at_end: bool) -> 
     if vy < 0 and box[1] < h:
         steps.append(box[3] / -vy)
     return int(np.ceil(min(steps))) + 1 if steps else 0
-
-
-def _best_match(box: np.ndarray, found: Faces) -> int | None:
-    """Row of ``found`` that continues ``box`` (the tracker's own gate: overlap, or near and alike in size)."""
-    if len(found) == 0:
-        return None
-    iou = boxes.iou_matrix(box[None], found.xyxy)[0]
-    centre = (box[:2] + box[2:]) / 2
-    dist = np.linalg.norm((found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2 - centre, axis=1) / boxes.side(box[None])[0]
-    sizes = boxes.side(found.xyxy) / boxes.side(box[None])[0]
-    ok = (iou >= 0.15) | ((dist <= 1.0) & (sizes <= 2.0) & (sizes >= 0.5))
-    if not ok.any():
-        return None
-    cost = np.where(ok, (1.0 - iou) + dist, np.inf)
-    return int(np.argmin(cost))
 
 
 class Analyser:
@@ -338,7 +323,7 @@ class Analyser:
             taken: set[int] = set()
             for t in order:
                 box, misses = active[t]
-                row = _best_match(box, seen)
+                row = continues(box, seen.xyxy)
                 if row is not None and row not in taken:
                     taken.add(row)
                     found[t][0].append(past.index)
