@@ -25,7 +25,7 @@ from .analysis import analyse, make_plan
 from .settings import PRESETS, AnalysisSettings, References, Who, preset
 from .plan import Plan
 from .rendering import RenderSettings, check_same_video, render
-from .types import InputError, Progress, Result, VideoInfo
+from .types import InputError, OutputError, Progress, Result, VideoInfo
 
 __all__ = [
     "PRESETS", "AnalysisSettings", "Outputs", "Progress", "RenderSettings", "Request", "VideoSource", "Who",
@@ -118,10 +118,11 @@ def run(
 ) -> Result:
     """Analyse (or take ``request.plan``), render and write every output ``request`` asks for.
 
-    Outputs are checked before the analysis, which may take long. They are written
+    Every output is checked before the analysis, which may take long. They are written
     video first, then the plan, matte, contact sheet and report; should a side file fail
     (the disk filled up meanwhile), the files this run wrote go too: a run writes all its
-    outputs or none. The report, when asked for, hashes the input first and again at the end.
+    outputs or none. The report, when asked for, hashes the input first and again at the
+    end; if the input changed meanwhile, the outputs go and the report stays, saying so.
 
     ``source``: the input, when the caller has already probed it (it is then probed nowhere else).
     ``engine``: the face models, when the caller keeps them loaded (a batch worker, file after file).
@@ -140,6 +141,7 @@ def run(
     source = source if source is not None else VideoSource(request.source)
     out = request.outputs
     media.check_output(request.source, out.video, overwrite=request.overwrite)
+    _check_side_outputs(request)
     info = source.info
     if request.plan is not None:
         check_same_video(info, request.plan)
@@ -185,6 +187,30 @@ def run(
     return replace(result, seconds_analyse=analysed)
 
 
+# Side outputs and the suffixes their writers take.
+_SIDE_SUFFIXES = {"plan": None, "matte": (".mov", ".mkv"), "contact_sheet": (".png",), "report": (".json",)}
+
+
+def _check_side_outputs(request: Request) -> None:
+    """Refuse an unusable side output before any work, by the rules of the video's (:func:`media.check_side_output`).
+
+    The CLI checks the same first, in its options' words; this is for every other caller.
+    """
+    out = request.outputs
+    taken: list[str | os.PathLike] = [out.video]
+    for name, suffixes in _SIDE_SUFFIXES.items():
+        path = getattr(out, name)
+        if path is None:
+            continue
+        if suffixes is not None and Path(path).suffix.lower() not in suffixes:
+            raise OutputError(f"{path}: outputs.{name} must end in {' or '.join(suffixes)}")
+        paths = [path, Path(path).with_suffix(".html")] if name == "report" else [path]
+        for p in paths:
+            media.check_side_output(p, f"outputs.{name}", inputs=[request.source], outputs=taken,
+                                    overwrite=request.overwrite)
+            taken.append(p)
+
+
 def _write_side_files(
     request: Request, plan: Plan, result: Result, audit: object, progress: Progress | None, info: VideoInfo,
     written: list[Path],
@@ -195,8 +221,9 @@ def _write_side_files(
     out = request.outputs
     side: dict[str, str | os.PathLike] = {}
     if out.plan is not None:
-        # What the output left out, for the record: a reviewed plan renders it the same way.
-        plan.metadata_dropped = list(result.metadata_dropped)
+        if not request.excerpt:  # an excerpt keeps no metadata at all: nothing to list
+            # What the output left out, for the record: a reviewed plan renders it the same way.
+            plan.metadata_dropped = list(result.metadata_dropped)
         plan.save(out.plan)
         written.append(Path(out.plan))
         side["plan"] = out.plan
@@ -215,9 +242,11 @@ def _write_side_files(
         if progress:
             progress("side files", 1)
     if audit is not None:
+        # Added to ``written`` only once finished: a report that says the input changed meanwhile
+        # (ProcessingError) stays, while the outputs it describes go.
+        audit.finish(plan, out.video, side_files=side, result=result)  # type: ignore[attr-defined]
         assert out.report is not None
         written += [Path(out.report), Path(out.report).with_suffix(".html")]
-        audit.finish(plan, out.video, side_files=side, result=result)  # type: ignore[attr-defined]
         if progress:
             progress("side files", 1)
 

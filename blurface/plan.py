@@ -46,7 +46,7 @@ class Plan:
         tracks: all tracks, masked or not.
         times: ``(frame_count,)`` float64 presentation time of each frame in seconds.
         warnings: analysis warnings, one sentence each.
-        metadata_dropped: filled in by :func:`blurface.pipeline.blur_video` after rendering:
+        metadata_dropped: filled in by :func:`blurface.pipeline.run` after rendering:
             the identifying metadata the output left out, by key (never by value).
     """
 

@@ -22,6 +22,12 @@ from .types import InputError, Progress, Result, VideoInfo
 
 log = logging.getLogger(__name__)
 
+# What a render makes of the same plan and settings. Bump it whenever that changes a pixel
+# (an effect's strength, rounding, padding rules): batch outputs made before are then redone
+# (it is part of the batch's fingerprint), where otherwise they would count as up to date.
+# 2 (2026-12-08): pixelate 6 blocks instead of 8; batch plans rounded as saved plans are.
+RENDER_REVISION = 2
+
 
 
 

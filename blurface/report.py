@@ -192,7 +192,7 @@ class AuditReport:
         if input_now != self.input_sha256:
             raise ProcessingError(
                 f"{self.src}: the input changed while blurface ran (SHA-256 {self.input_sha256[:12]}... became "
-                f"{input_now[:12]}...): do not trust this output; see {self.path}"
+                f"{input_now[:12]}...): its outputs were removed; run it again on the finished file (see {self.path})"
             )
         return data
 

@@ -72,7 +72,7 @@ class ReviewSession:
     ) -> None:
         self.plan = plan
         self.src = str(src)
-        # The video, probed once for the proxy, the thumbnails, the people and every Render.
+        # The video, probed once for the proxy, the thumbnails and the people (each Render probes it again).
         self.source = source if source is not None else VideoSource(self.src)
         self.save_path = Path(save_path)
         self.output = Path(output)
@@ -286,8 +286,10 @@ class ReviewSession:
         def work() -> None:
             try:
                 replace = self.overwrite or self.output.exists() and self._rendered_before
+                # Probed again (not self.source): a video replaced during a long review is refused, not masked
+                # with another video's plan.
                 run(Request(source=self.src, outputs=Outputs(video=self.output), plan=plan, render=self.render_settings,
-                            overwrite=replace), progress, source=self.source)
+                            overwrite=replace), progress)
                 self._rendered_before = True
                 job.state = "done"
             except BlurfaceError as e:

@@ -343,7 +343,7 @@ class DecodedFrame:
 
 @dataclass
 class Result:
-    """What :func:`blurface.pipeline.blur_video` returns."""
+    """What a run returns (:func:`blurface.pipeline.run`, :func:`~blurface.pipeline.blur_video`, the stages' ``render``)."""
 
     output: str
     frames: int

@@ -612,3 +612,14 @@ def test_an_interrupt_while_a_finished_file_is_recorded_waits_for_the_record() -
     finally:
         signal.signal(signal.SIGINT, before)
     assert steps == ["recorded", "quiet"]
+
+
+def test_a_render_that_changed_its_pixels_redoes_the_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs of an earlier render (pixelate's 8 blocks, say) are not up to date: the fingerprint holds its revision."""
+    import blurface.rendering
+
+    work = batch.prepare(all_faces=True)
+    before = work.fingerprint()
+    assert work.fingerprint() == before
+    monkeypatch.setattr(blurface.rendering, "RENDER_REVISION", blurface.rendering.RENDER_REVISION + 1)
+    assert work.fingerprint() != before

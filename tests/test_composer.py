@@ -14,7 +14,7 @@ from blurface import media, review
 from blurface.cli import main
 from blurface.pipeline import Outputs, Request, Who, run
 from blurface.plan import Plan
-from blurface.types import InputError, OutputError
+from blurface.types import InputError, OutputError, ProcessingError
 
 
 @pytest.fixture
@@ -112,3 +112,49 @@ def test_a_request_renders_either_a_plan_or_an_analysis(clip: Path, target: Path
     # The saved plan renders to the same bytes as the run that made it.
     run(Request(source=clip, outputs=outputs, plan=plan))
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "first.mp4").read_bytes()
+
+
+def test_an_input_changed_during_the_run_removes_the_outputs_and_keeps_the_report(
+    clip: Path, target: Path, tmp_path: Path,
+) -> None:
+    # The file changes on disk between the render and the report (another program writing to it).
+    original = clip.read_bytes()
+
+    def progress(stage: str, n: int) -> None:
+        if stage == "side files":
+            with open(clip, "ab") as f:
+                f.write(b"\0appended")
+
+    outputs = Outputs(video=tmp_path / "out.mp4", contact_sheet=tmp_path / "sheet.png", report=tmp_path / "audit.json")
+    with pytest.raises(ProcessingError, match="input changed while blurface ran.*outputs were removed"):
+        run(Request(source=clip, outputs=outputs, who=Who.from_args([target])), progress)
+    assert not outputs.video.exists() and not (tmp_path / "sheet.png").exists()
+    report = json.loads((tmp_path / "audit.json").read_text())
+    assert report["input"]["unchanged"] is False and (tmp_path / "audit.html").is_file()
+    assert clip.read_bytes().startswith(original)
+
+
+def test_run_refuses_unusable_side_outputs_before_the_analysis(
+    clip: Path, target: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import blurface.pipeline as pipeline
+
+    def analysed(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("analysed before the outputs were checked")
+
+    monkeypatch.setattr(pipeline, "make_plan", analysed)
+    who = Who.from_args([target])
+    existing = tmp_path / "plan.json"
+    existing.write_text("{}")
+    cases = [
+        (Outputs(video=tmp_path / "a.mp4", plan=existing), "exists"),
+        (Outputs(video=tmp_path / "a.mp4", matte=tmp_path / "m.mp4"), r"outputs.matte must end in \.mov or \.mkv"),
+        (Outputs(video=tmp_path / "a.mp4", contact_sheet=tmp_path / "a.mp4.png", report=tmp_path / "a.mp4.png"),
+         "outputs.report must end in .json"),
+        (Outputs(video=tmp_path / "a.mp4", plan=clip), "outputs.plan would replace"),
+        (Outputs(video=tmp_path / "a.mp4", report=tmp_path / "a.json", plan=tmp_path / "a.json"), "outputs.report would replace"),
+    ]
+    for outputs, message in cases:
+        with pytest.raises(OutputError, match=message):
+            run(Request(source=clip, outputs=outputs, who=who))
+    assert existing.read_text() == "{}" and not (tmp_path / "a.mp4").exists()

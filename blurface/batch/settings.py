@@ -51,6 +51,8 @@ class WorkSettings:
         Execution knobs (detector threads, where embeddings run) change no pixel and
         are left out, so changing ``--jobs`` or moving to a cluster redoes nothing.
         """
+        from ..rendering import RENDER_REVISION
+
         analysis = asdict(self.analysis)  # type: ignore[call-overload]
         for knob in ("threads", "embed_process"):
             analysis.pop(knob, None)
@@ -63,6 +65,7 @@ class WorkSettings:
                 "analysis": analysis,
                 "decision": asdict(self.decision),  # type: ignore[call-overload]
                 "render": asdict(self.render),  # type: ignore[call-overload]
+                "render_revision": RENDER_REVISION,
                 "gallery": people,
             },
             sort_keys=True,
