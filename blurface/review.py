@@ -151,6 +151,15 @@ def analyse_range(
             )
         )
     settings = dict(sub.settings)
+    # The copy numbers its frames from its own start: its cuts and splits are renumbered like its tracks,
+    # or a box drawn on the review page would be followed within the wrong shot.
+    settings["scene_cuts"] = [int(index[c]) for c in sub.cuts if 0 <= c < len(index) and matched[c]]
+    if "splits" in settings:
+        settings["splits"] = [
+            {**split, "frames": [[int(index[min(a, len(index) - 1)]), int(index[min(b, len(index) - 1)])]
+                                 for a, b in split.get("frames", [])]}
+            for split in sub.settings["splits"]
+        ]
     settings["analysed_range"] = {"from": round(float(lo), 6), "to": round(float(min(hi, times[-1] + step)), 6),
                                   "margin": margin}
     return Plan(video=info, mode=sub.mode, settings=settings, tracks=tracks, times=times, warnings=list(sub.warnings))

@@ -158,3 +158,41 @@ def test_run_refuses_unusable_side_outputs_before_the_analysis(
         with pytest.raises(OutputError, match=message):
             run(Request(source=clip, outputs=outputs, who=who))
     assert existing.read_text() == "{}" and not (tmp_path / "a.mp4").exists()
+
+
+def _clip_with_a_cut(path: Path, *, cut: int, n_frames: int, fps: int = 10) -> Path:
+    """The astronaut in the middle; at frame ``cut`` the picture changes (another shot): H.264 + AAC."""
+    import av
+    import numpy as np
+    from fractions import Fraction
+    from people import add_streams, paste_head, write_tone
+
+    head = package_heads()["astronaut"]
+    tb = Fraction(1, 90000)
+    with av.open(str(path), "w") as out:
+        video, audio = add_streams(out, 320, 180, Fraction(fps), tb)
+        for i in range(n_frames):
+            image = np.full((180, 320, 3), (200, 180, 150) if i < cut else (30, 60, 20), np.float32)
+            paste_head(image, head, 160 + (i % 7), 85, 52)
+            frame = av.VideoFrame.from_ndarray(np.clip(image, 0, 255).astype(np.uint8), format="bgr24")
+            frame.pts, frame.time_base = round(Fraction(i, fps) / tb), tb
+            out.mux(video.encode(frame))
+        out.mux(video.encode())
+        write_tone(out, audio, n_frames / fps, 440)
+    return path
+
+
+def test_a_range_analysis_numbers_its_cuts_as_the_source(target: Path, tmp_path: Path) -> None:
+    # The range is copied from a keyframe seconds before it and analysed there: the copy's frame
+    # numbers are not the source's. A cut recorded in the copy's numbers sent a box drawn on the
+    # review page into the wrong shot.
+    src = _clip_with_a_cut(tmp_path / "cut.mp4", cut=70, n_frames=90)
+    whole = tmp_path / "whole.json"
+    run(Request(source=src, outputs=Outputs(video=tmp_path / "whole.mp4", plan=whole), who=Who.from_args(all_faces=True)))
+    assert Plan.load(whole).cuts == (70,)
+    ranged = tmp_path / "range.json"
+    run(Request(source=src, outputs=Outputs(video=tmp_path / "range.mp4", plan=ranged), who=Who.from_args(all_faces=True),
+                start=7.5, end=8.5))
+    plan = Plan.load(ranged)
+    assert plan.settings["analysed_range"]["from"] > 1.0  # the copy did not start at the source's first frame
+    assert plan.cuts == (70,)
