@@ -156,7 +156,9 @@ def test_readme_pytest_line_is_the_one_ci_runs() -> None:
 def test_readme_python_example_runs_as_a_plain_script(index: int, stage: Path, tmp_path: Path) -> None:
     """Saved as a script with no ``if __name__ == "__main__":`` guard, as library users write them."""
     work = fresh(stage, tmp_path)
+    # The example's outputs, which the library refuses to replace as the command does (issue #21).
     (work / "talk.blurred.mp4").unlink()
+    (work / "talk.plan.json").unlink(missing_ok=True)
     script = work / "example.py"
     script.write_text(page_blocks("python")[index][1])
     done = run_process([sys.executable, str(script)], work)
