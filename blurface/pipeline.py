@@ -100,7 +100,7 @@ class VideoSource:
 
     def __init__(self, path: str | os.PathLike, info: VideoInfo | None = None) -> None:
         self.path = path
-        if info is not None:
+        if info is not None:  # the caller's probe: stored where cached_property keeps its answer
             self.__dict__["info"] = info
 
     @cached_property
