@@ -13,7 +13,7 @@ times out), *survived* when every stage passes.
     python benchmarks/mutation.py --rev 87c0537 --only "$DECISIONS" # the same mutants against older tests
     python benchmarks/mutation.py --list                           # only list the mutants
 
-    DECISIONS='^(person_distances|Gallery\.distances|track_distance|decide|exclude_simultaneous|Plan\.iter_masks|Plan\.masked_frame_count|extend_track|box_at|_end_velocity|_velocity)$'
+    DECISIONS='^(person_distances|Gallery\.distances|track_distance|decide|exclude_simultaneous|Plan\.iter_frame_masks|Plan\.masked_frame_count|extend_track|box_at|_end_velocity|_velocity)$'
 
 On a loaded 2-core machine a surviving mutant costs minutes (the second stage runs
 end-to-end tests), so sample: 20 mutants of the decision maths took about an hour.

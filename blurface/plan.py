@@ -232,16 +232,10 @@ class Plan:
                     rows.append((t, row))
             yield i, rows
 
-    def iter_masks(self) -> Iterator[np.ndarray]:
-        """Yield, for every frame in order, the ``(n, 4)`` float32 boxes to mask."""
-        empty = np.zeros((0, 4), np.float32)
-        for _, rows in self.iter_rows(masked_only=True):
-            yield np.stack([t.xyxy[row] for t, row in rows]) if rows else empty
-
     def iter_frame_masks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield, for every frame in order, ``(masked, spared)``: ``(n, 4)`` and ``(m, 4)`` float32 boxes.
 
-        ``masked`` are the boxes :meth:`iter_masks` yields; ``spared`` the boxes of the tracks
+        ``masked`` are the boxes of the masked tracks on that frame; ``spared`` the boxes of the tracks
         on that frame left unmasked, whose eyes, nose and mouth the masks' padding must not
         cover (see :class:`blurface.mask.Masker`). A spared box marks where the bystander's
         own face is (seen, interpolated between sightings, or extended a few frames past
