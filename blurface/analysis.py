@@ -287,9 +287,9 @@ class Analyser:
         if self.decision.mode == "all":
             return
         for row in range(len(faces)):
-            self._keepcrop_face(image, i, faces[row])
+            self._keep_crop(image, i, faces[row])
 
-    def _keepcrop_face(self, image: np.ndarray, index: int, face: Faces) -> None:
+    def _keep_crop(self, image: np.ndarray, index: int, face: Faces) -> None:
         box = face.xyxy[0]
         tid = int(face.track_id[0])
         buf = self._buffers.setdefault(tid, CropBuffer(self.settings.crops_per_track))
@@ -330,7 +330,7 @@ class Analyser:
                     found[t][1].append(seen.xyxy[row])
                     active[t] = (seen.xyxy[row].copy(), 0)
                     if self.decision.mode != "all":
-                        self._keepcrop_face(image, past.index, _with_track(seen[row], t))
+                        self._keep_crop(image, past.index, _with_track(seen[row], t))
                 elif misses + 1 >= _BACKWARD_MISSES:
                     del active[t]
                 else:
