@@ -31,12 +31,14 @@ class AnalysisSettings:
         follow_every: frames between looks at followed faces (1 = every frame).
         fine_every: one whole-frame pass in this many is at the scale ``min_face`` needs;
             the others are at half that scale (a quarter of the pixels) and find faces of
-            twice ``min_face`` and more. A face smaller than that is found by the next
-            fine pass and followed backwards. 1 (the default with ``--target``/``--keep``):
-            every whole-frame pass is fine. Measured 2026-12-07 on an idle machine: 3 made
-            the 720p analysis 11% faster (53.8 against 48.4 fps), but a motion-blurred
-            bystander of held-out seed 105 was then found later, from fewer and worse crops,
-            and masked as unsure in 13 of 150 frames (0 with every pass fine).
+            twice ``min_face`` and more, together with the regions of the faces already
+            followed. A face smaller than that is found by the next fine pass and followed
+            backwards. Default 3 (every 24th frame fine). Before 2026-12-08 it was 1 with
+            ``--target``/``--keep``: with 3, a motion-blurred bystander of held-out seed 105
+            had been masked as unsure in 13 of 150 frames. Since the detector's shrinks
+            average exactly (:mod:`blurface.resample`) that case is 0, and on two seeds
+            never run before (108, 109) 3 did as well as 1 everywhere and better once (a
+            blurred target leaked 6 of 112 frames with 1, none with 3); docs/speed.md.
         fine_every_all: ``fine_every`` with ``--all``, where no identity is decided and the
             passes for ``min_face_all`` are the costly ones. Default 3.
         detect_threshold: detector score threshold; lower finds more (blurred, dim,
@@ -60,7 +62,7 @@ class AnalysisSettings:
     min_face_all: float = 1 / 45
     full_every: int = 8
     follow_every: int = 2
-    fine_every: int = 1
+    fine_every: int = 3
     fine_every_all: int = 3
     detect_threshold: float = 0.3
     crops_per_track: int = 10

@@ -75,6 +75,32 @@ def test_regions_find_what_the_whole_frame_finds(detector: CenterFace, astronaut
     assert boxes.iou_matrix(whole.xyxy, seen.xyxy)[0, 0] > 0.7
 
 
+def test_a_large_region_shrunk_by_halvings_finds_the_face_the_whole_frame_finds(
+    detector: CenterFace, astronaut: np.ndarray
+) -> None:
+    """A face 2.5x the size of the astronaut's, in a region of an odd size over 8x the 128 px input: the
+    region is trimmed to halve exactly, and the face comes back where the whole frame puts it."""
+    big = cv2.resize(astronaut, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    whole = detector.detect(big, scale=0.4)
+    region = (3, 0, 3 + 1031, 1031)  # 1031 px: three halvings on the way to 128, 7 px to trim
+    seen = detector.detect_regions(big, [region], size=128)
+    assert len(whole) == 1 and len(seen) == 1
+    assert boxes.iou_matrix(whole.xyxy, seen.xyxy)[0, 0] > 0.8
+
+
+def test_a_trimmed_region_keeps_the_frame_edge_of_a_face_cut_by_it(detector: CenterFace, astronaut: np.ndarray) -> None:
+    """The frame's right edge cuts through the face; the region reaching that edge is trimmed on its
+    inner side, so the face's box still reaches the edge (trimmed there, the last 7 px would be lost)."""
+    big = cv2.resize(astronaut, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
+    face = detector.detect(big, scale=0.4).xyxy[0]
+    cut = int((face[0] + face[2]) / 2 + 0.2 * (face[2] - face[0]))  # through the face, right of its middle
+    frame = np.ascontiguousarray(big[:, :cut])
+    region = (cut - 1031, 0, cut, 1031)
+    seen = detector.detect_regions(frame, [region], size=128)
+    assert len(seen) == 1
+    assert seen.xyxy[0, 2] >= cut - 2
+
+
 def test_regions_that_cut_a_face_do_not_return_part_of_it(detector: CenterFace, astronaut: np.ndarray) -> None:
     """A region smaller than a face and cutting through it (a neighbour's region, a junk track's) must not
     return that part as a face: the part took over the whole face's track and the mask shrank to it."""

@@ -21,6 +21,7 @@ import av.error
 import cv2
 import numpy as np
 
+from ..resample import shrink
 from ..types import DecodedFrame, MediaError, VideoInfo
 from .common import COLOUR_PROPS, demux, plane_view, video_input
 
@@ -220,7 +221,7 @@ def _thumbnail(frame: av.VideoFrame, rotation: int) -> np.ndarray:
     if frame.format.name in ("yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p"):
         planes = []
         for plane in frame.planes[:3]:
-            planes.append(cv2.resize(plane_view(plane), (w, h), interpolation=cv2.INTER_AREA))
+            planes.append(shrink(plane_view(plane), (w, h), finish=cv2.INTER_AREA))
         thumb = cv2.cvtColor(cv2.merge(planes), cv2.COLOR_YUV2BGR)
     else:
         thumb = frame.to_ndarray(width=w, height=h, format="bgr24")
