@@ -261,8 +261,9 @@ class Analyser:
         if not step.full:
             # Only faces followed from a known track count here; a region pass looked at the
             # regions, so tracks outside them are neither matched nor missed.
-            looked = ids[[any(boxes.overlap_of_smaller(p[None], np.array([r], np.float32))[0, 0] > 0.5
-                              for r in step.regions) for p in predicted]] if len(ids) else ids
+            # One (tracks x regions) matrix: per pair it cost 0.2 s of a 5 s crowd clip.
+            inside = boxes.overlap_of_smaller(predicted, np.array(step.regions, np.float32)) > 0.5
+            looked = ids[inside.any(axis=1)] if len(ids) and len(step.regions) else ids[:0]
         first_new = tracker.next_id
 
         def embed(rows: np.ndarray) -> np.ndarray:
