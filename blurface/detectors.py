@@ -191,6 +191,12 @@ def _halvable(region: tuple[int, int, int, int], size: int, width: int, height: 
     x1, y1, x2, y2 = region
     step = 2 ** halvings(max(x2 - x1, y2 - y1), size)
     cut_x, cut_y = (x2 - x1) % step, (y2 - y1) % step
+    # A side that spans the frame has no inner side to give: it stays, and is averaged by
+    # INTER_AREA's slower general path should it not halve exactly.
+    if x1 == 0 and x2 >= width:
+        cut_x = 0
+    if y1 == 0 and y2 >= height:
+        cut_y = 0
     if step == 1 or cut_x == x2 - x1 or cut_y == y2 - y1:
         return region
     if x2 < width:

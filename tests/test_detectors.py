@@ -16,7 +16,7 @@ import pytest
 from skimage import data
 
 from blurface import boxes, media
-from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, make_detector
+from blurface.detectors import CENTERFACE_SHA256, MODELS_DIR, CenterFace, _halvable, make_detector
 from blurface.embedding import EmbedJob, InlineExecutor, WorkerExecutor, WorkerGone, embed_now
 from blurface.embedders import SFACE_FILE, SFACE_SHA256, SFace
 from blurface.faces import model_files as all_model_files
@@ -81,24 +81,39 @@ def test_a_large_region_shrunk_by_halvings_finds_the_face_the_whole_frame_finds(
     """A face 2.5x the size of the astronaut's, in a region of an odd size over 8x the 128 px input: the
     region is trimmed to halve exactly, and the face comes back where the whole frame puts it."""
     big = cv2.resize(astronaut, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
-    whole = detector.detect(big, scale=0.4)
     region = (3, 0, 3 + 1031, 1031)  # 1031 px: three halvings on the way to 128, 7 px to trim
+    assert _halvable(region, 128, big.shape[1], big.shape[0]) == (3, 0, 1027, 1024)
+    whole = detector.detect(big, scale=0.4)
     seen = detector.detect_regions(big, [region], size=128)
     assert len(whole) == 1 and len(seen) == 1
     assert boxes.iou_matrix(whole.xyxy, seen.xyxy)[0, 0] > 0.8
+    # Placed by the trimmed size: the same pixels cut out beforehand (1024 px, nothing to trim) give the same
+    # box, moved by the region's corner. Scaled by the asked 1031 px it would be 4-5 px off on the right.
+    alone = detector.detect_regions(np.ascontiguousarray(big[0:1024, 3:1027]), [(0, 0, 1024, 1024)], size=128)
+    assert np.abs(alone.xyxy[0] + np.array([3, 0, 3, 0], np.float32) - seen.xyxy[0]).max() < 0.01
 
 
 def test_a_trimmed_region_keeps_the_frame_edge_of_a_face_cut_by_it(detector: CenterFace, astronaut: np.ndarray) -> None:
     """The frame's right edge cuts through the face; the region reaching that edge is trimmed on its
-    inner side, so the face's box still reaches the edge (trimmed there, the last 7 px would be lost)."""
+    inner side (the frame's last 3 columns stay in the picture the detector sees), and the face is found
+    reaching the edge."""
     big = cv2.resize(astronaut, None, fx=2.5, fy=2.5, interpolation=cv2.INTER_CUBIC)
     face = detector.detect(big, scale=0.4).xyxy[0]
     cut = int((face[0] + face[2]) / 2 + 0.2 * (face[2] - face[0]))  # through the face, right of its middle
     frame = np.ascontiguousarray(big[:, :cut])
-    region = (cut - 1031, 0, cut, 1031)
+    region = (cut - 515, 0, cut, 515)  # inside the frame; 515 px: two halvings, 3 px to trim
+    assert _halvable(region, 128, frame.shape[1], frame.shape[0]) == (cut - 512, 0, cut, 512)
     seen = detector.detect_regions(frame, [region], size=128)
     assert len(seen) == 1
-    assert seen.xyxy[0, 2] >= cut - 2
+    assert seen.xyxy[0, 2] >= cut - 1
+    visible = np.array([face[0], face[1], min(face[2], cut), face[3]], np.float32)
+    assert boxes.iou_matrix(visible[None], seen.xyxy)[0, 0] > 0.7
+
+
+def test_a_region_spanning_the_frame_is_not_trimmed_on_that_axis() -> None:
+    # 540 high with 4 halvings to 32 would lose 12 px at an edge of the frame itself: kept whole.
+    assert _halvable((0, 0, 300, 540), 32, 1000, 540) == (0, 0, 288, 540)
+    assert _halvable((0, 0, 1000, 540), 32, 1000, 540) == (0, 0, 1000, 540)
 
 
 def test_regions_that_cut_a_face_do_not_return_part_of_it(detector: CenterFace, astronaut: np.ndarray) -> None:
