@@ -132,6 +132,28 @@ def test_all_mode_looks_for_16_px_faces_with_two_tiers_and_follows_a_small_one_b
     assert acc.target_visible == 27 and acc.leaked_frames == []
 
 
+def test_target_mode_has_two_tiers_too_and_a_small_target_is_masked_from_her_first_frame(
+    tmp_path: Path, engine
+) -> None:
+    """``--target`` at 720p: fine passes (faces from 24 px) on frames 0 and 24, coarse ones (half size,
+    faces from 48 px) on 8 and 16. A 27 px target appears on frame 3, after the first pass: she is found
+    later, followed back, and no frame of hers is left unmasked."""
+    src = tmp_path / "small_target.mp4"
+    truth = face_clip(src, appear=3, n=30, face_px=27, width=1280, height=720)
+    photo = tmp_path / "ref.jpg"
+    cv2.imwrite(str(photo), cv2.flip(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)[0:300, 100:420], 1))
+    gallery = Gallery.from_paths([photo], engine)
+    plan = analyse(src, gallery=gallery, decision=DecisionSettings(mode="target", people=tuple(gallery.names)),
+                   settings=AnalysisSettings(embed_process=False, extend_seconds=0.0), engine=engine)
+    assert plan.settings["coarse_detection_size"] == [533, 300]
+    assert (plan.settings["full_passes"], plan.settings["coarse_passes"]) == (2, 2)
+    assert plan.settings["backward_frames"] > 0 and [t.decision for t in plan.tracks] == ["target"]
+    out = tmp_path / "out.mp4"
+    render(plan, out)
+    acc = evaluate.score(src, out, truth, ["astronaut"])
+    assert acc.target_visible == 27 and acc.leaked_frames == []
+
+
 def test_the_same_input_gives_the_same_plan(tmp_path: Path, engine) -> None:
     """Three analyses with the embedding worker process and threaded detection: one plan."""
     src = tmp_path / "same.mp4"
