@@ -1,12 +1,11 @@
 """Shrinking pictures fast without aliasing: the detector's inputs and the scene-cut thumbnails.
 
-OpenCV's INTER_AREA averages every source pixel, but only its exact-2x path is fast: its
-general path cost 0.3-0.9 ms for a 260-520 px face region shrunk to 128 px, 6 ms for a
-1280x720 frame to 533x300 and 0.2 ms for a 720p luma plane to a 64 px thumbnail, where
-halving by exact 2x2 averages and finishing with one short step cost 0.05-0.12, 0.1 and
-0.06 ms (measured 2026-12-08; in the analysis' profile the detector's resizes had taken
-1.1 s of a 20-second 720p clip's 8.7).
-"""
+OpenCV's INTER_AREA averages every source pixel, but only its exact-2x path is fast. Its
+general path took 0.33-0.93 ms for a 260-520 px face region shrunk to 128 px and 0.22 ms
+for a 720p luma plane to a 64 px thumbnail; halving by exact 2x2 averages and finishing
+with one short step took 0.05-0.12 and 0.06 ms (a 720p frame's halving: 0.11 ms). Measured
+2026-12-08: in the analysis' profile of a 20-second 720p clip, the detector's resizes had
+taken 1.1 s of 8.7."""
 
 from __future__ import annotations
 
