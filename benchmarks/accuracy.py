@@ -269,7 +269,7 @@ def _same_shape(a: Path, b: Path) -> str:
 def evaluate_clip(clip: Clip, workdir: Path, args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     stem = f"{clip.name}-{clip.variant.replace(':', '-')}"
-    tools = ["blurface"] + (["blurface --thorough"] if args.thorough else [])
+    tools = ["blurface"] + (["blurface --fast"] if args.fast else []) + (["blurface --thorough"] if args.thorough else [])
 
     def finish(row: Row, out: Path, targets: list[str]) -> None:
         if not row.error:
@@ -288,7 +288,7 @@ def evaluate_clip(clip: Clip, workdir: Path, args: argparse.Namespace) -> list[R
                 if tool == "baseline":
                     seconds, error = run_baseline(clip.path, out, photos)
                 else:
-                    extra = ["--thorough"] if "thorough" in tool else []
+                    extra = tool.split()[1:]  # the preset's flag, if any
                     seconds, error = run_blurface(clip.path, out, [a for p in photos for a in ("--target", str(p))] + extra)
                 finish(Row(clip.name, clip.variant, f"--target {label}", tool, seconds, error=error), out, [who])
     if "all" in args.modes:
@@ -297,7 +297,7 @@ def evaluate_clip(clip: Clip, workdir: Path, args: argparse.Namespace) -> list[R
             if tool == "deface":
                 seconds, error = run_deface(args.deface, clip.path, out)
             else:
-                seconds, error = run_blurface(clip.path, out, ["--all"] + (["--thorough"] if "thorough" in tool else []))
+                seconds, error = run_blurface(clip.path, out, ["--all"] + tool.split()[1:])
             finish(Row(clip.name, clip.variant, "--all", tool, seconds, error=error), out, clip.people)
     if args.judge_check:
         for tool, out, seconds in judge_outputs(clip, workdir):
@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="heldout",
                    help="synthetic seed sets: heldout (default, for scoring), tuning, all, or SET:SEED items")
     p.add_argument("--modes", default="target,all", help="target, all, or both (default)")
+    p.add_argument("--fast", action="store_true", help="also run blurface --fast")
     p.add_argument("--thorough", action="store_true", help="also run blurface --thorough")
     p.add_argument("--baseline", action="store_true", help="also run the naive per-frame HOG baseline (--target)")
     p.add_argument("--deface", metavar="PATH", help="deface executable (in its own venv): adds a deface row per --all")
